@@ -1,0 +1,81 @@
+"""`myllm <stage>`: one entry point, stages in the order of the chain.
+
+Each stage lives in its own module and exposes `main(argv) -> int`; this file only dispatches, so
+`myllm --help` and `myllm plan` never import torch or megatron-core.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Optional, Sequence
+
+# (name, "module:function", one-line help) in the order of the chain
+STAGES = [
+    ("plan", "myllm_mc.plan.cli:main", "derive and explain a configuration: parameters, FLOPs, memory, time, KV cache"),
+    ("config", "myllm_mc.config.cli:main", "show a config in full after overrides, or check it (`config show`)"),
+    ("data", "myllm_mc.data.cli:main", "corpus statistics (`data stats`): documents, bytes, tokens, bytes per token"),
+    ("tokenizer", "myllm_mc.data.tokenizer_cli:main", "train a byte-level BPE tokenizer (`tokenizer train`)"),
+    ("preprocess", "myllm_mc.data.preprocess_cli:main", "tokenize corpora into indexed .bin/.idx shards"),
+    ("train", "myllm_mc.train.cli:main", "pretrain on megatron-core with any parallel layout"),
+    ("checkpoint", "myllm_mc.train.checkpoint_cli:main", "inspect a checkpoint (`checkpoint inspect DIR`)"),
+    ("finetune", "myllm_mc.align.cli:main", "SFT, DPO and GRPO on a pretrained checkpoint"),
+    ("generate", "myllm_mc.infer.generate_cli:main", "prefill + decode with a KV cache, sampling"),
+    ("export", "myllm_mc.infer.export_cli:main", "convert checkpoints (HF safetensors, GGUF), quantize"),
+    ("serve", "myllm_mc.infer.serve_cli:main", "a local HTTP server for generation"),
+    ("benchmark", "myllm_mc.bench.cli:main", "measure tokens/s and MFU of a layout, sweep layouts"),
+]
+
+NOT_BUILT_EXIT = 3
+
+
+def _usage() -> str:
+    width = max(len(name) for name, _, _ in STAGES)
+    lines = ["usage: myllm <stage> [options]   (myllm <stage> --help for a stage's options)", "",
+             "stages, in the order of the chain (documents → tokens → sequences → loss → updates → responses):"]
+    lines += [f"  {name:<{width}}  {help_}" for name, _, help_ in STAGES]
+    return "\n".join(lines)
+
+
+def _resolve(target: str):
+    module_name, func_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and (err.name == module_name or module_name.startswith(err.name + ".")):
+            return None  # the stage's module does not exist yet
+        raise
+    return getattr(module, func_name)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from myllm_mc import __version__
+        print(f"myllm_mc {__version__}")
+        return 0
+    stage, rest = argv[0], argv[1:]
+    table = {name: target for name, target, _ in STAGES}
+    if stage not in table:
+        import difflib
+        close = difflib.get_close_matches(stage, table, n=1)
+        hint = f" — did you mean '{close[0]}'?" if close else " — see `myllm --help`"
+        print(f"myllm: unknown stage '{stage}'{hint}", file=sys.stderr)
+        return 2
+    func = _resolve(table[stage])
+    if func is None:
+        print(f"myllm {stage}: not built yet in this version of myllm_mc (see README, 'Status')", file=sys.stderr)
+        return NOT_BUILT_EXIT
+    from myllm_mc.config import ConfigError
+    try:
+        return int(func(rest) or 0)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Typed configuration groups.
+
+One frozen dataclass per concern, grouped the way a user thinks about a run (model, data, parallel, ...).
+Every stage of the chain receives the whole `Config` or one of its groups; nothing reads YAML or the
+environment on its own. Field comments are the documentation `myllm config show` is read against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Union
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The decoder-only transformer: shape, numerics and which kernels implement it."""
+
+    name: str = "tiny"
+    num_layers: int = 4
+    hidden_size: int = 256
+    num_attention_heads: int = 4
+    num_query_groups: int = 2           # grouped-query attention: key/value heads
+    kv_channels: int = 64               # head dimension
+    ffn_hidden_size: int = 768          # SwiGLU intermediate size
+    vocab_size: int = 8192
+    seq_length: int = 256
+    normalization: Literal["RMSNorm", "LayerNorm"] = "RMSNorm"
+    norm_epsilon: float = 1e-5
+    activation: Literal["swiglu", "gelu"] = "swiglu"
+    position_embedding: Literal["rope", "learned_absolute"] = "rope"
+    rotary_base: int = 10000
+    add_bias: bool = False
+    tie_embeddings: bool = True
+    init_std: float = 0.02
+    make_vocab_size_divisible_by: int = 128
+    recompute: Literal["none", "selective", "full"] = "none"
+    spec: Literal["auto", "local", "te"] = "auto"   # te = Transformer Engine kernels (GPU); local = plain torch
+    precision: Literal["fp32", "bf16", "fp8"] = "bf16"
+    fp8_recipe: Literal["delayed", "current"] = "delayed"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where tokens come from: tokenizer, indexed shards and how they are blended and split."""
+
+    tokenizer: Optional[str] = None     # path to tokenizer.json
+    # blend: list of [weight, prefix] pairs or plain prefixes (equal weights); prefixes name .bin/.idx pairs
+    blend: list = field(default_factory=list)
+    split: str = "969,30,1"             # train,valid,test proportions
+    cache_dir: Optional[str] = None     # megatron-core index cache
+    reset_position_ids: bool = False   # document masking: restart positions at end-of-document
+    reset_attention_mask: bool = False  # document masking: no attention across end-of-document
+    eod_mask_loss: bool = False
+    num_workers: int = 0
+    loader: Literal["megatron", "webdataset", "dali"] = "megatron"
+    bytes_per_token: Optional[float] = None   # measured by `myllm data stats`; informs the planner
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """The layout. The model never sees these; they are applied to it."""
+
+    world_size: Union[int, Literal["auto"]] = "auto"   # auto = taken from the launcher
+    tensor: int = 1
+    pipeline: int = 1
+    virtual_pipeline: Optional[int] = None              # model chunks per pipeline rank (interleaving)
+    context: int = 1
+    data: Union[int, Literal["auto"]] = "auto"          # auto = world_size / (tensor * pipeline * context)
+    sequence_parallel: bool = False
+    distributed_optimizer: bool = True
+    overlap_grad_reduce: bool = False
+    overlap_param_gather: bool = False
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Batch geometry and run length."""
+
+    micro_batch_size: int = 4
+    global_batch_size: int = 16
+    steps: int = 200
+    seed: int = 1234
+    eval_interval: int = 50
+    eval_steps: int = 5
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: Literal["adamw"] = "adamw"
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    clip_grad: float = 1.0
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    warmup_steps: int = 20
+    decay: Literal["cosine", "wsd", "linear", "constant"] = "cosine"
+    wsd_decay_fraction: float = 0.2     # WSD: share of steps spent in the final decay
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    dir: Optional[str] = None
+    save_interval: int = 100
+    keep_last: int = 2
+    async_save: bool = False
+    resume: Optional[str] = None        # None, "auto" (latest under dir) or a path
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    dir: str = "runs/default"
+    log_interval: int = 10
+    tensorboard: bool = True
+    plot: bool = True
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    """Convergence checks run as callbacks."""
+
+    init_loss_tolerance: float = 0.5    # warn when step-0 loss is this far from ln(vocab)
+    spike_window: int = 50
+    spike_zscore: float = 6.0
+    max_skipped_steps: int = 3          # NaN/Inf steps tolerated before stopping
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """Inputs the planner needs that are not properties of the run itself."""
+
+    gpu: str = "h100"
+    mfu: float = 0.5
+    training_tokens: Optional[float] = None   # token budget; defaults to steps x tokens per step
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.training.global_batch_size * self.model.seq_length

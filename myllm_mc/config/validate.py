@@ -1,0 +1,157 @@
+"""Checks that a run can work, done at load time so a bad layout never starts a process.
+
+Each rule mirrors an assertion deep inside megatron-core (parallel_state, TransformerConfig, the schedules),
+raised here instead as one line that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from .loader import ConfigError
+from .schema import Config, ParallelConfig
+
+
+def resolve_layout(parallel: ParallelConfig, world_size: Optional[int]) -> ParallelConfig:
+    """Fill in `world_size` and `data` when they are `auto`.
+
+    world_size: the launcher's value wins when given; else the config's; else (both auto) the product of the
+    explicit sizes, i.e. data=1 — the single-process default of `myllm config show`.
+    """
+    p = parallel
+    model_parallel = p.tensor * p.pipeline * p.context
+    if world_size is not None:
+        if p.world_size != "auto" and p.world_size != world_size:
+            raise ConfigError(
+                f"parallel.world_size: config says {p.world_size} but the launcher started {world_size} processes"
+                f" — fix: set parallel.world_size=auto or launch {p.world_size} processes")
+        world = world_size
+    elif p.world_size != "auto":
+        world = p.world_size
+    else:
+        world = model_parallel * (p.data if p.data != "auto" else 1)
+    if p.data == "auto":
+        if world % model_parallel:
+            raise ConfigError(
+                f"parallel: world size {world} is not divisible by tensor {p.tensor} × pipeline {p.pipeline}"
+                f" × context {p.context} = {model_parallel} — fix: change those sizes or the number of processes")
+        data = world // model_parallel
+    else:
+        data = p.data
+    if model_parallel * data != world:
+        raise ConfigError(
+            f"parallel: world size {world} ≠ tensor {p.tensor} × pipeline {p.pipeline} × context {p.context}"
+            f" × data {data} = {model_parallel * data} — fix: set parallel.data=auto or make the product {world}")
+    return dataclasses.replace(p, world_size=world, data=data)
+
+
+def _positive(cfg: Config) -> None:
+    checks = {
+        "model.num_layers": cfg.model.num_layers, "model.hidden_size": cfg.model.hidden_size,
+        "model.num_attention_heads": cfg.model.num_attention_heads,
+        "model.num_query_groups": cfg.model.num_query_groups, "model.kv_channels": cfg.model.kv_channels,
+        "model.ffn_hidden_size": cfg.model.ffn_hidden_size, "model.vocab_size": cfg.model.vocab_size,
+        "model.seq_length": cfg.model.seq_length, "parallel.tensor": cfg.parallel.tensor,
+        "parallel.pipeline": cfg.parallel.pipeline, "parallel.context": cfg.parallel.context,
+        "training.micro_batch_size": cfg.training.micro_batch_size,
+        "training.global_batch_size": cfg.training.global_batch_size, "training.steps": cfg.training.steps,
+        "logging.log_interval": cfg.logging.log_interval, "checkpoint.save_interval": cfg.checkpoint.save_interval,
+    }
+    for key, value in checks.items():
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {value} — fix: --set {key}=1 or more")
+    for key, value in {"parallel.world_size": cfg.parallel.world_size, "parallel.data": cfg.parallel.data}.items():
+        if value != "auto" and value < 1:
+            raise ConfigError(f"{key}: must be at least 1 or auto, got {value} — fix: --set {key}=auto")
+
+
+def _check_model(cfg: Config) -> None:
+    m = cfg.model
+    if m.num_attention_heads % m.num_query_groups:
+        raise ConfigError(
+            f"model.num_query_groups: {m.num_query_groups} does not divide num_attention_heads"
+            f" {m.num_attention_heads} — fix: use a divisor of {m.num_attention_heads}")
+    if m.precision == "fp8" and m.spec == "local":
+        raise ConfigError("model.precision: fp8 needs Transformer Engine kernels but model.spec is local"
+                          " — fix: --set model.spec=te (GPU) or --set model.precision=bf16")
+
+
+def _check_layout(cfg: Config) -> None:
+    m, p, t = cfg.model, cfg.parallel, cfg.training
+    if m.num_attention_heads % p.tensor:
+        raise ConfigError(
+            f"parallel.tensor: {p.tensor} does not divide model.num_attention_heads {m.num_attention_heads}"
+            f" — fix: use a tensor size that divides it")
+    if m.num_query_groups % p.tensor:
+        raise ConfigError(
+            f"parallel.tensor: {p.tensor} does not divide model.num_query_groups {m.num_query_groups}"
+            f" — fix: use a tensor size that divides {m.num_query_groups}, or more query groups")
+    if p.sequence_parallel and p.tensor == 1:
+        raise ConfigError("parallel.sequence_parallel: needs tensor parallelism (parallel.tensor > 1)"
+                          " — fix: --set parallel.sequence_parallel=false or parallel.tensor=2")
+    if p.sequence_parallel and m.seq_length % p.tensor:
+        raise ConfigError(f"parallel.sequence_parallel: model.seq_length {m.seq_length} is not divisible by"
+                          f" parallel.tensor {p.tensor} — fix: a sequence length that is a multiple of it")
+    if p.virtual_pipeline is not None:
+        if p.virtual_pipeline < 1:
+            raise ConfigError(f"parallel.virtual_pipeline: must be null or at least 1, got {p.virtual_pipeline}"
+                              " — fix: --set parallel.virtual_pipeline=null")
+        if p.virtual_pipeline > 1 and p.pipeline < 2:
+            raise ConfigError("parallel.virtual_pipeline: interleaving needs parallel.pipeline ≥ 2"
+                              " — fix: --set parallel.virtual_pipeline=null or parallel.pipeline=2")
+    stages = p.pipeline * (p.virtual_pipeline or 1)
+    if m.num_layers % stages:
+        what = f"pipeline {p.pipeline}" + (f" × virtual {p.virtual_pipeline}" if p.virtual_pipeline else "")
+        raise ConfigError(f"parallel.pipeline: model.num_layers {m.num_layers} is not divisible by {what}"
+                          f" = {stages} — fix: choose sizes whose product divides {m.num_layers}")
+    if p.context > 1 and m.seq_length % (2 * p.context):
+        raise ConfigError(
+            f"parallel.context: model.seq_length {m.seq_length} is not divisible by 2 × context {p.context}"
+            f" (each rank holds two load-balanced chunks) — fix: a sequence length that is a multiple of"
+            f" {2 * p.context}")
+    per_step = t.micro_batch_size * p.data
+    if t.global_batch_size % per_step:
+        raise ConfigError(
+            f"training.global_batch_size: {t.global_batch_size} is not divisible by micro_batch_size"
+            f" {t.micro_batch_size} × data {p.data} = {per_step} — fix: a global batch that is a multiple of {per_step}")
+    if p.pipeline > 1 and p.virtual_pipeline and p.virtual_pipeline > 1:
+        microbatches = t.global_batch_size // per_step
+        if microbatches % p.pipeline:
+            raise ConfigError(
+                f"training.global_batch_size: the interleaved schedule needs the number of micro-batches"
+                f" ({microbatches}) to be a multiple of parallel.pipeline {p.pipeline} — fix: a larger global batch")
+
+
+def _check_training(cfg: Config) -> None:
+    o, s, t, c = cfg.optimizer, cfg.schedule, cfg.training, cfg.checkpoint
+    if o.min_lr > o.lr:
+        raise ConfigError(f"optimizer.min_lr: {o.min_lr} is above optimizer.lr {o.lr} — fix: min_lr ≤ lr")
+    if s.warmup_steps > t.steps:
+        raise ConfigError(f"schedule.warmup_steps: {s.warmup_steps} exceeds training.steps {t.steps}"
+                          " — fix: fewer warmup steps")
+    if not 0 < s.wsd_decay_fraction <= 1:
+        raise ConfigError(f"schedule.wsd_decay_fraction: {s.wsd_decay_fraction} must be in (0, 1] — fix: e.g. 0.2")
+    if c.resume is not None and c.resume == "auto" and not c.dir:
+        raise ConfigError("checkpoint.resume: auto needs checkpoint.dir — fix: --set checkpoint.dir=PATH")
+    if c.keep_last < 1:
+        raise ConfigError(f"checkpoint.keep_last: must be at least 1, got {c.keep_last} — fix: --set checkpoint.keep_last=1")
+    parts = cfg.data.split.split(",")
+    try:
+        weights = [float(x) for x in parts]
+    except ValueError:
+        weights = []
+    if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
+        raise ConfigError(f"data.split: {cfg.data.split!r} must be three non-negative numbers train,valid,test"
+                          " — fix: e.g. --set data.split=969,30,1")
+    if not 0 < cfg.plan.mfu <= 1:
+        raise ConfigError(f"plan.mfu: {cfg.plan.mfu} must be a fraction in (0, 1] — fix: e.g. --set plan.mfu=0.5")
+
+
+def resolve_and_validate(cfg: Config, world_size: Optional[int] = None) -> Config:
+    _positive(cfg)
+    cfg = dataclasses.replace(cfg, parallel=resolve_layout(cfg.parallel, world_size))
+    _check_model(cfg)
+    _check_layout(cfg)
+    _check_training(cfg)
+    return cfg

@@ -1,0 +1,1 @@
+"""Process groups, launchers and the CPU bridge for megatron-core."""

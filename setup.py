@@ -1,0 +1,41 @@
+"""myllm_mc: raw text → tokens → pretraining on megatron-core → alignment → inference.
+
+Install (CPU):  pip install torch==2.13.0 && pip install -e ".[data,test]"
+GPU extras:     pip install -e ".[gpu]"   (Transformer Engine, DALI). NVIDIA Apex is optional and is built
+                from source; never `pip install apex` (that PyPI name is an unrelated project).
+"""
+
+from setuptools import find_packages, setup
+
+DATA = ["tokenizers>=0.20,<1", "pyarrow>=14", "webdataset>=0.2.86,<2", "zstandard>=0.22"]
+MPI = ["mpi4py>=3.1"]
+TEST = ["pytest>=8", "pytest-timeout>=2.3"] + DATA
+
+setup(
+    name="myllm_mc",
+    version="0.1.0",
+    description="Derive, train, align and serve a ~1B language model on megatron-core",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["myllm_mc", "myllm_mc.*"]),
+    install_requires=[
+        "torch>=2.4",                   # install torch==2.13.0 (CPU) or your CUDA build first; not upgraded here
+        "megatron-core==0.16.1",
+        "pyyaml>=6",
+        "numpy>=1.24",
+        "rich>=13",
+        "psutil>=5.9",                  # megatron-core's dist_checkpointing writer needs it
+        "matplotlib>=3.7",              # loss/throughput PNGs
+        "tensorboard>=2.14",
+        "safetensors>=0.4",
+    ],
+    extras_require={
+        "gpu": ["transformer-engine[pytorch]", "nvidia-dali-cuda120"],
+        "data": DATA,
+        "mpi": MPI,
+        "test": TEST,
+        "all": DATA + MPI + TEST,
+    },
+    entry_points={"console_scripts": ["myllm=myllm_mc.cli:main"]},
+)
