@@ -124,12 +124,9 @@ def _check_layout(cfg: Config) -> None:
 
 
 def _check_training(cfg: Config) -> None:
-    o, s, t, c = cfg.optimizer, cfg.schedule, cfg.training, cfg.checkpoint
+    o, s, c = cfg.optimizer, cfg.schedule, cfg.checkpoint
     if o.min_lr > o.lr:
         raise ConfigError(f"optimizer.min_lr: {o.min_lr} is above optimizer.lr {o.lr} — fix: min_lr ≤ lr")
-    if s.warmup_steps > t.steps:
-        raise ConfigError(f"schedule.warmup_steps: {s.warmup_steps} exceeds training.steps {t.steps}"
-                          " — fix: fewer warmup steps")
     if not 0 < s.wsd_decay_fraction <= 1:
         raise ConfigError(f"schedule.wsd_decay_fraction: {s.wsd_decay_fraction} must be in (0, 1] — fix: e.g. 0.2")
     if c.resume is not None and c.resume == "auto" and not c.dir:
