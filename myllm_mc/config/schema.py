@@ -95,6 +95,7 @@ class OptimizerConfig:
     beta2: float = 0.95
     eps: float = 1e-8
     clip_grad: float = 1.0
+    decay_embeddings: bool = False      # weight decay on the (tied) embedding; norms and biases never decay
 
 
 @dataclass(frozen=True)

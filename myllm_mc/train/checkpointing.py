@@ -1,0 +1,177 @@
+"""Full training state through megatron-core `dist_checkpointing` (torch_dist format), resharding-capable.
+
+What a checkpoint holds: model chunks (sharded tensors), optimizer (distributed-optimizer shards in the
+`fully_reshardable` layout, so any DP/TP/PP can load it), LR scheduler, RNG states (CPU, CUDA, megatron's
+tracker) per model-parallel rank, step and consumed samples (the data position). The directory protocol
+(temp dir → fsync → rename → `latest`) lives in `checkpoint_store`.
+
+Three fixes to megatron-core 0.16.1's distributed-optimizer *load* with torch's AdamW (no Apex/TE, i.e. every
+CPU run) are applied here, on the optimizer instance, not globally; each was measured (see
+shared notes "megatron-core-on-cpu"):
+  1. a fresh optimizer has no state to load into → initialise it first (`_init_optimizer_states_with_dummy_values`);
+  2. `_set_main_param_and_optimizer_states` copies every state key, but the checkpoint has no per-param `step`
+     → copy all keys except `step`, under no_grad;
+  3. after load every parameter's `step` is ONE shared tensor that torch's AdamW increments once per parameter,
+     silently corrupting bias correction → give each parameter its own copy.
+"""
+
+from __future__ import annotations
+
+import random
+import types
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from . import checkpoint_store as store
+
+OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
+
+
+def _model_key(i: int, n: int) -> str:
+    return "model" if n == 1 else f"model{i}"
+
+
+def _layout() -> dict:
+    from megatron.core import parallel_state as ps
+    return {"tensor": ps.get_tensor_model_parallel_world_size(), "pipeline": ps.get_pipeline_model_parallel_world_size(),
+            "context": ps.get_context_parallel_world_size(), "data": ps.get_data_parallel_world_size(),
+            "virtual_pipeline": ps.get_virtual_pipeline_model_parallel_world_size()}
+
+
+def _rng_state() -> dict:
+    import torch
+    from megatron.core import tensor_parallel
+    state = {"random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+             "tracker": tensor_parallel.get_cuda_rng_tracker().get_states()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import torch
+    from megatron.core import tensor_parallel
+    random.setstate(state["random"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
+
+
+def _rng_sharded_object(data):
+    """One RNG state per (pipeline, tensor, context) rank, replicated over data parallel ranks."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.dist_checkpointing.mapping import ShardedObject
+    shape = (ps.get_pipeline_model_parallel_world_size(), ps.get_tensor_model_parallel_world_size(),
+             ps.get_context_parallel_world_size())
+    offset = (ps.get_pipeline_model_parallel_rank(), ps.get_tensor_model_parallel_rank(),
+              ps.get_context_parallel_rank())
+    return ShardedObject("rng_state", data, shape, offset, replica_id=ps.get_data_parallel_rank())
+
+
+def _sharded_state(model: List, optimizer, is_loading: bool, with_rng: bool, rng_data=None) -> dict:
+    state = {_model_key(i, len(model)): chunk.module.sharded_state_dict() for i, chunk in enumerate(model)}
+    model_only = dict(state)
+    if optimizer is not None:
+        state["optimizer"] = optimizer.sharded_state_dict(model_only, is_loading=is_loading,
+                                                          metadata=OPTIMIZER_METADATA)
+    if with_rng:
+        state["rng_state"] = _rng_sharded_object(rng_data)
+    return state
+
+
+def save(root: str, step: int, model: List, optimizer, scheduler, consumed_samples: int, meta_extra: dict) -> Path:
+    """Save everything for `step` crash-safely; returns the published directory. Collective: call on all ranks."""
+    import torch.distributed as dist
+    from megatron.core import dist_checkpointing
+
+    root = Path(root)
+    if dist.get_rank() == 0:
+        store.prepare_tmp(root, step)
+    dist.barrier()
+    tmp = store.tmp_dir_for(root, step)
+    state = _sharded_state(model, optimizer, is_loading=False, with_rng=True, rng_data=_rng_state())
+    state["scheduler"] = scheduler.state_dict()
+    state["step"] = step
+    state["consumed_samples"] = consumed_samples
+    dist_checkpointing.save(state, str(tmp))
+    dist.barrier()
+    final = root / store.step_dir_name(step)
+    if dist.get_rank() == 0:
+        meta = {"step": step, "consumed_samples": consumed_samples, "layout": _layout(), **meta_extra}
+        final = store.commit(root, step, meta)
+    dist.barrier()
+    return final
+
+
+def _prepare_distributed_optimizer_for_load(optimizer) -> None:
+    import torch
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    def set_states_except_step(self, model_param, tensors):           # fix 2
+        group_index, group_order = self.model_param_group_index_map[model_param]
+        main_param = self.optimizer.param_groups[group_index]["params"][group_order]
+        dst = {"param": main_param, **self.optimizer.state[main_param]}
+        with torch.no_grad():
+            for key, tensor in dst.items():
+                if key != "step":
+                    tensor.copy_(tensors[key])
+
+    for sub in getattr(optimizer, "chained_optimizers", [optimizer]):
+        if isinstance(sub, DistributedOptimizer) and not sub.config.use_precision_aware_optimizer_no_fp8_or_ds_fp8:
+            if not sub.optimizer.state:
+                sub._init_optimizer_states_with_dummy_values()                 # fix 1
+            sub._set_main_param_and_optimizer_states = types.MethodType(set_states_except_step, sub)
+
+
+def _unshare_adam_steps(optimizer) -> None:
+    for sub in getattr(optimizer, "chained_optimizers", [optimizer]):
+        inner = getattr(sub, "optimizer", None)
+        for param_state in getattr(inner, "state", {}).values():
+            if "step" in param_state and hasattr(param_state["step"], "clone"):
+                param_state["step"] = param_state["step"].clone()             # fix 3
+
+
+def load(path: Path, model: List, optimizer, scheduler, load_optimizer: bool = True) -> dict:
+    """Load a checkpoint saved at any layout into the current one. Returns its meta (step, consumed_samples, ...).
+
+    RNG states are restored only when the layout is unchanged (they are per model-parallel rank).
+    """
+    from megatron.core import dist_checkpointing
+
+    meta = store.read_meta(path)
+    same_layout = meta.get("layout") == _layout()
+    if optimizer is not None and load_optimizer:
+        _prepare_distributed_optimizer_for_load(optimizer)
+    state = _sharded_state(model, optimizer if load_optimizer else None, is_loading=True, with_rng=same_layout)
+    state["scheduler"] = None
+    state["step"] = None
+    state["consumed_samples"] = None
+    loaded = dist_checkpointing.load(state, str(path))
+    for i, chunk in enumerate(model):
+        chunk.module.load_state_dict(loaded[_model_key(i, len(model))])
+    if optimizer is not None and load_optimizer:
+        optimizer.load_state_dict(loaded["optimizer"])
+        _unshare_adam_steps(optimizer)
+    if scheduler is not None and loaded.get("scheduler") is not None:
+        scheduler.load_state_dict(loaded["scheduler"])
+    if same_layout:
+        _set_rng_state(loaded["rng_state"])
+    return {**meta, "rng_restored": same_layout}
+
+
+def resolve_resume(resume: Optional[str], root: Optional[str]) -> Optional[Path]:
+    """`auto` → the newest complete checkpoint under `root` (or None: fresh start); a path → that checkpoint."""
+    if not resume:
+        return None
+    if resume == "auto":
+        return store.find_latest(root) if root else None
+    path = Path(resume)
+    latest = store.find_latest(path) if not store.is_complete(path) else path
+    if latest is None:
+        raise FileNotFoundError(f"checkpoint.resume: {resume} holds no complete checkpoint"
+                                " — fix: point it at a step_NNNNNNN directory, or use auto")
+    return latest

@@ -1,0 +1,166 @@
+"""Metrics each logging interval: loss, perplexity, LR, grad norm, tokens/s, TFLOP/s and MFU, memory, data share,
+ETA — to the console, a JSONL file, TensorBoard, and `loss.png` at the end.
+
+MFU uses `myllm_mc.plan.flops.flops_per_iteration`, the very function the planner uses, so measured and predicted
+MFU cannot disagree about the formula. Only the logging rank (last pipeline stage, first TP/DP/CP rank: the
+one that has the loss) writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from .callbacks import Callback, Control, StepRecord
+
+
+def peak_memory_bytes() -> int:
+    """Peak memory of this process: CUDA allocator peak on GPU, max resident set size on CPU."""
+    import torch
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024   # Linux reports KiB
+
+
+class MetricsLogger(Callback):
+    def __init__(self, out_dir: str, log_interval: int, total_steps: int, world_size: int,
+                 flops_per_step: float, peak_tflops: Optional[float], peak_label: str,
+                 write: bool = True, tensorboard: bool = True, plot: bool = True, echo=print):
+        self.out_dir = Path(out_dir)
+        self.log_interval, self.total_steps, self.world_size = log_interval, total_steps, world_size
+        self.flops_per_step, self.peak_tflops, self.peak_label = flops_per_step, peak_tflops, peak_label
+        self.write, self.use_tb, self.make_plot, self.echo = write, tensorboard, plot, echo
+        self.window: List[StepRecord] = []
+        self.history: List[dict] = []          # one row per logging interval (train) or eval
+        self._jsonl = None
+        self._tb = None
+        self._start = time.perf_counter()
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def on_train_start(self, trainer) -> None:
+        if not self.write:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(self.out_dir / "metrics.jsonl", "a", buffering=1)
+        if self.use_tb:
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def on_step_end(self, trainer, record: StepRecord, control: Control) -> None:
+        self.window.append(record)
+        if record.step % self.log_interval == 0 or record.step == self.total_steps or control.stop:
+            self._emit(self._summarise())
+            self.window = []
+
+    def on_eval_end(self, trainer, step: int, metrics: dict) -> None:
+        row = {"kind": "valid", "step": step, **metrics}
+        self.history.append(row)
+        self.echo(f"[valid] step {step}: loss {metrics['loss']:.4f} ppl {metrics['ppl']:.2f}")
+        self._write_row(row)
+
+    def on_train_end(self, trainer) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self.write and self.make_plot and any(r["kind"] == "train" for r in self.history):
+            plot_losses(self.history, self.out_dir / "loss.png")
+
+    # -- work ----------------------------------------------------------------------------------------------
+    def _summarise(self) -> dict:
+        recs = [r for r in self.window if not r.skipped] or self.window
+        last = self.window[-1]
+        step_time = sum(r.step_time for r in self.window) / len(self.window)
+        data_time = sum(r.data_time for r in self.window) / len(self.window)
+        loss = sum(r.loss for r in recs) / len(recs)
+        norms = [r.grad_norm for r in recs if r.grad_norm is not None]
+        tokens_per_s = last.tokens / step_time if step_time > 0 else 0.0
+        tflops_per_gpu = self.flops_per_step / step_time / self.world_size / 1e12 if step_time > 0 else 0.0
+        row = {
+            "kind": "train", "step": last.step, "loss": loss, "ppl": math.exp(min(loss, 50.0)), "lr": last.lr,
+            "grad_norm": sum(norms) / len(norms) if norms else None,
+            "tokens_per_s": tokens_per_s, "tokens_per_s_per_gpu": tokens_per_s / self.world_size,
+            "tflops_per_gpu": tflops_per_gpu,
+            "mfu": tflops_per_gpu / self.peak_tflops if self.peak_tflops else None,
+            "step_time": step_time, "data_share": data_time / step_time if step_time > 0 else 0.0,
+            "peak_memory_gib": peak_memory_bytes() / 2**30, "consumed_samples": last.consumed_samples,
+            "skipped": sum(r.skipped for r in self.window),
+            "eta_s": step_time * (self.total_steps - last.step), "elapsed_s": time.perf_counter() - self._start,
+        }
+        return row
+
+    def _emit(self, row: dict) -> None:
+        self.history.append(row)
+        mfu = f" MFU {row['mfu'] * 100:.1f}% ({self.peak_label})" if row["mfu"] is not None else ""
+        gn = f"{row['grad_norm']:.3f}" if row["grad_norm"] is not None else "-"
+        self.echo(f"step {row['step']}/{self.total_steps} | loss {row['loss']:.4f} ppl {row['ppl']:.1f}"
+                  f" | lr {row['lr']:.2e} | gnorm {gn} | {row['tokens_per_s']:.0f} tok/s"
+                  f" ({row['tokens_per_s_per_gpu']:.0f}/gpu) | {row['tflops_per_gpu']:.3f} TFLOP/s/gpu{mfu}"
+                  f" | mem {row['peak_memory_gib']:.2f} GiB | data {row['data_share'] * 100:.0f}%"
+                  f" | eta {_hms(row['eta_s'])}")
+        self._write_row(row)
+
+    def _write_row(self, row: dict) -> None:
+        if self._jsonl is not None:
+            self._jsonl.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            prefix = row["kind"]
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key not in ("step", "kind"):
+                    self._tb.add_scalar(f"{prefix}/{key}", value, row["step"])
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def plot_losses(history: List[dict], path: Path) -> Path:
+    """Train and validation loss against step, learning rate on a second axis."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [r for r in history if r["kind"] == "train"]
+    valid = [r for r in history if r["kind"] == "valid"]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", color="tab:blue")
+    if valid:
+        ax.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o-", label="validation loss",
+                color="tab:orange")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats)")
+    lr_ax = ax.twinx()
+    lr_ax.plot([r["step"] for r in train], [r["lr"] for r in train], "--", color="tab:gray", label="learning rate")
+    lr_ax.set_ylabel("learning rate")
+    lines = ax.get_legend_handles_labels()
+    lr_lines = lr_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + lr_lines[0], lines[1] + lr_lines[1], loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def measured_cpu_peak_tflops(size: int = 1024, repeats: int = 5) -> float:
+    """Peak FP32 matmul throughput of this CPU, measured: the denominator of "MFU" when there is no GPU table."""
+    import torch
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    torch.matmul(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e12
+
+
+def echo_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
