@@ -1,0 +1,203 @@
+"""The pretraining loop. Everything megatron-core provides is used as is (DDP, optimizer, schedules, scheduler,
+dist_checkpointing); everything cross-cutting is a callback. Read `Trainer.fit` top to bottom: that is the loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from myllm_mc.config import Config
+
+from . import checkpointing
+from .callbacks import CallbackList, Control, StepRecord
+from .signals import PREEMPTED_EXIT, PreemptionHandler
+from .step import DataTimer, make_forward_step, optimizer_update, reduce_loss
+
+
+@dataclass
+class TrainResult:
+    exit_code: int
+    step: int
+    losses: List[float] = field(default_factory=list)      # per step, global mean token loss
+    valid: List[dict] = field(default_factory=list)
+    last_checkpoint: Optional[str] = None
+    reason: str = ""
+
+
+def wrap_ddp(cfg: Config, chunks: List) -> List:
+    """megatron-core DDP around each model chunk, with the hooks its schedules expect on the shared config."""
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+
+    p = cfg.parallel
+    model_config = chunks[0].config
+    model_config.calculate_per_token_loss = True        # see step.py: loss = mean over all global tokens
+    ddp_config = DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True, overlap_grad_reduce=p.overlap_grad_reduce,
+        overlap_param_gather=p.overlap_param_gather and p.distributed_optimizer,
+        use_distributed_optimizer=p.distributed_optimizer, average_in_collective=False)
+    model = [DistributedDataParallel(config=model_config, ddp_config=ddp_config, module=chunk,
+                                     disable_bucketing=i > 0) for i, chunk in enumerate(chunks)]
+    for chunk in model:
+        chunk.broadcast_params()   # identical replicas even if a rank's init drifted
+    no_sync = [chunk.no_sync for chunk in model]
+    model_config.no_sync_func = no_sync[0] if len(no_sync) == 1 else no_sync
+    model_config.finalize_model_grads_func = finalize_model_grads
+    return model
+
+
+class Trainer:
+    def __init__(self, cfg: Config, model: List, optimizer, scheduler, make_train_iterator: Callable[[int], object],
+                 make_valid_iterator: Optional[Callable[[], object]], batch_to_model_inputs: Callable,
+                 callbacks: CallbackList, start_step: int = 0, consumed_samples: int = 0,
+                 poison_steps: tuple = (), echo=print):
+        self.cfg, self.model, self.optimizer, self.scheduler = cfg, model, optimizer, scheduler
+        self.make_train_iterator, self.make_valid_iterator = make_train_iterator, make_valid_iterator
+        self.batch_to_model_inputs, self.callbacks, self.echo = batch_to_model_inputs, callbacks, echo
+        self.step, self.consumed_samples = start_step, consumed_samples
+        self.poison_steps = set(poison_steps)
+        self.last_checkpoint: Optional[str] = None
+        self.preemption = PreemptionHandler()
+        t, p = cfg.training, cfg.parallel
+        self.num_microbatches = t.global_batch_size // (t.micro_batch_size * p.data)
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        import torch.distributed as dist
+
+        t, c = self.cfg.training, self.cfg.checkpoint
+        result = TrainResult(exit_code=0, step=self.step)
+        self.preemption.install()
+        self.callbacks.on_train_start(self)
+        train_iters = self._train_iterators()
+        try:
+            while self.step < t.steps:
+                record = self.train_step(train_iters)
+                result.losses.append(record.loss)
+                control = Control()
+                self.callbacks.on_step_end(self, record, control)
+                if self.cfg.training.eval_interval and self.step % self.cfg.training.eval_interval == 0:
+                    result.valid.append(self.evaluate())
+                if self.preemption.should_stop(_all_reduce_max):
+                    control.request_stop(f"received {self.preemption.signal_name}: saved and exiting for requeue",
+                                         exit_code=PREEMPTED_EXIT, save=True)
+                if c.dir and (self.step % c.save_interval == 0 or control.save):
+                    if not (control.stop and not control.save):
+                        self.save()
+                if control.stop:
+                    result.exit_code, result.reason = control.exit_code, control.reason
+                    self.echo(control.reason)
+                    break
+            else:
+                if c.dir and self.step % c.save_interval != 0:
+                    self.save()                                        # always leave the final state behind
+        finally:
+            self.preemption.uninstall()
+            self.callbacks.on_train_end(self)
+            dist.barrier()
+        result.step, result.last_checkpoint = self.step, self.last_checkpoint
+        return result
+
+    def train_step(self, train_iters) -> StepRecord:
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        start = time.perf_counter()
+        for chunk in self.model:
+            chunk.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        poison_now = (self.step + 1) in self.poison_steps
+        forward_step = make_forward_step(self.batch_to_model_inputs, poison=(lambda: poison_now))
+        losses = get_forward_backward_func()(
+            forward_step_func=forward_step, data_iterator=train_iters if len(train_iters) > 1 else train_iters[0],
+            model=self.model, num_microbatches=self.num_microbatches, seq_length=self.cfg.model.seq_length,
+            micro_batch_size=self.cfg.training.micro_batch_size, decoder_seq_length=self.cfg.model.seq_length,
+            forward_only=False)
+        loss_sum, tokens = reduce_loss(losses)
+        loss = loss_sum / tokens if tokens else math.nan
+        applied, grad_norm = optimizer_update(self.optimizer, self.scheduler, loss)
+        self.step += 1
+        self.consumed_samples += self.cfg.training.global_batch_size
+        data_time = sum(it.seconds for it in train_iters) / len(train_iters)
+        for it in train_iters:
+            it.seconds = 0.0
+        return StepRecord(step=self.step, loss=loss, grad_norm=grad_norm, lr=self._lr(), tokens=int(tokens),
+                          step_time=time.perf_counter() - start, data_time=data_time,
+                          consumed_samples=self.consumed_samples, skipped=not applied,
+                          extra={"global_batch_size": self.cfg.training.global_batch_size})
+
+    def evaluate(self) -> dict:
+        """Mean loss over `training.eval_steps` global batches of the validation split."""
+        import torch
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        if self.make_valid_iterator is None:
+            return {}
+        iters = [DataTimer(self.make_valid_iterator()) for _ in self.model]
+        for chunk in self.model:
+            chunk.eval()
+        total_loss = total_tokens = 0.0
+        with torch.no_grad():
+            for _ in range(self.cfg.training.eval_steps):
+                losses = get_forward_backward_func()(
+                    forward_step_func=make_forward_step(self.batch_to_model_inputs),
+                    data_iterator=iters if len(iters) > 1 else iters[0], model=self.model,
+                    num_microbatches=self.num_microbatches, seq_length=self.cfg.model.seq_length,
+                    micro_batch_size=self.cfg.training.micro_batch_size,
+                    decoder_seq_length=self.cfg.model.seq_length, forward_only=True)
+                loss_sum, tokens = reduce_loss(losses)
+                total_loss, total_tokens = total_loss + loss_sum, total_tokens + tokens
+        for chunk in self.model:
+            chunk.train()
+        loss = total_loss / total_tokens
+        metrics = {"step": self.step, "loss": loss, "ppl": math.exp(min(loss, 50.0))}
+        self.callbacks.on_eval_end(self, self.step, {"loss": loss, "ppl": metrics["ppl"]})
+        return metrics
+
+    def save(self) -> None:
+        from myllm_mc.train import checkpoint_store
+        import torch.distributed as dist
+
+        meta = {"config": self.cfg.model.name, "tokens_seen": self.consumed_samples * self.cfg.model.seq_length,
+                "parameters": _count_parameters(self.model)}
+        path = checkpointing.save(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
+                                  self.consumed_samples, meta)
+        if dist.get_rank() == 0:
+            checkpoint_store.prune(self.cfg.checkpoint.dir, self.cfg.checkpoint.keep_last)
+        self.last_checkpoint = str(path)
+        self.callbacks.on_save(self, self.step, str(path))
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _train_iterators(self) -> List[DataTimer]:
+        """One iterator per model chunk (interleaved schedules pull micro-batches per chunk), all at the same position."""
+        return [DataTimer(self.make_train_iterator(self.consumed_samples)) for _ in self.model]
+
+    def _lr(self) -> float:
+        groups = self.optimizer.param_groups
+        return float(next((g["lr"] for g in groups if g.get("default_config", True)), groups[0]["lr"]))
+
+
+def _all_reduce_max(flag: int) -> int:
+    import torch
+    import torch.distributed as dist
+    tensor = torch.tensor([flag], dtype=torch.int32, device="cuda" if torch.cuda.is_available() else "cpu")
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def _count_parameters(model: List) -> int:
+    """Global parameter count (each tensor-parallel shard and pipeline stage counted once)."""
+    import torch
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+    local = 0
+    for chunk in model:
+        for param in chunk.module.parameters():
+            shared = getattr(param, "shared_embedding", False) and not ps.is_pipeline_first_stage(ignore_virtual=True)
+            if not shared:
+                local += param.numel() if getattr(param, "tensor_model_parallel", False) or ps.get_tensor_model_parallel_rank() == 0 else 0
+    total = torch.tensor([local if ps.get_data_parallel_rank() == 0 and ps.get_context_parallel_rank() == 0 else 0],
+                         dtype=torch.int64, device="cuda" if torch.cuda.is_available() else "cpu")
+    dist.all_reduce(total)
+    return int(total.item())
