@@ -180,7 +180,10 @@ def _memory_figures(cfg) -> list[Figure]:
         Figure("memory.parameters_on_gpu", S, "parameters on this GPU", mem.parameters_on_gpu, "",
                f"layers / PP {p.pipeline}, matrices / TP {p.tensor}, embedding and output layer where they live{stage}"),
         Figure("memory.weights", S, "weights", mem.weights, "GiB", f"{e} bytes per parameter ({m.precision})"),
-        Figure("memory.gradients", S, "gradients", mem.gradients, "GiB", f"{e} bytes per parameter ({m.precision})"),
+        Figure("memory.gradients", S, "gradients", mem.gradients, "GiB",
+               f"{e} bytes per parameter ({m.precision} grad buffer)" + (
+                   f"; an FP32 buffer (Megatron-LM's default for BF16, grad_reduce_in_fp32) would be"
+                   f" {2 * mem.gradients / GiB:.2f} GiB" if e == 2 else "")),
         Figure("memory.optimizer_states", S, "optimizer states", mem.optimizer_states, "GiB",
                (f"FP32 master + 2 Adam moments = {opt_bytes} B/param" if e == 2 else
                 f"2 FP32 Adam moments = {opt_bytes} B/param")

@@ -71,3 +71,11 @@ def test_fp32_grads(tiny):
     mem = memory_per_gpu(tiny)
     assert mem.gradients == 4 * 5_245_184 and mem.weights == 4 * 5_245_184
     assert mem.optimizer_states == 8 * 5_245_184                # fp32: two moments, no separate master copy
+
+
+def test_matches_megatron_theoretical_memory_for_myllm(one_b):
+    # Megatron-LM's theoretical_memory_usage.py (selective recompute, SP) uses s·b·h·(18 + 4f/h) bytes per
+    # layer for a gated MLP with q = h; our GQA/SwiGLU derivation, 2·s·b·(4h + 2q + 2kv + 3f), gives the same
+    # for MyLLM because −6h + 4kv + 2f = −10,752 + 1,024 + 9,728 = 0.
+    s, h, f = 8192, 1792, 4864
+    assert memory_per_gpu(one_b).activation_bytes_per_layer == s * (18 * h + 4 * f)
