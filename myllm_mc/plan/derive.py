@@ -82,7 +82,7 @@ def count(shape: Shape, vocab: int, context: int) -> int:
 
 def closest_shape(target: float, vocab: int, context: int) -> Shape:
     """Steps 2-3 of the module docstring."""
-    widths = range(WIDTH_MULTIPLE, 64 * HEAD_DIM + 1, WIDTH_MULTIPLE)
+    widths = range(WIDTH_MULTIPLE, 32768 + 1, WIDTH_MULTIPLE)
     base = min((shape_for(h, h // ASPECT_RATIO) for h in widths),
                key=lambda s: abs(math.log(count(s, vocab, context) / target)))
     low, high = math.ceil(base.hidden / ASPECT_BAND[1]), base.hidden // ASPECT_BAND[0]
@@ -121,7 +121,7 @@ def derive(*, params: Optional[float] = None, tokens: Optional[float] = None,
     for name, value in {"params": params, "tokens": tokens, "tokens-per-param": tokens_per_param,
                         "hours": hours, "vocab": vocab, "context": context, "gpus": gpus}.items():
         if value is not None and value <= 0:
-            raise ConfigError(f"plan --derive: --{name} must be positive, got {value} — fix: e.g. --{name} 8")
+            raise ConfigError(f"plan --derive: --{name} must be positive, got {value} — fix: pass a positive --{name}")
     if not 0 < mfu <= 1:
         raise ConfigError(f"plan --derive: --mfu {mfu} must be a fraction in (0, 1] — fix: e.g. --mfu 0.5")
     compute = gpus * spec.peak_flops("bf16") * mfu * hours * 3600 if hours is not None else None
