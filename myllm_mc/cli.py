@@ -7,6 +7,7 @@ Each stage lives in its own module and exposes `main(argv) -> int`; this file on
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from typing import Optional, Sequence
 
@@ -49,6 +50,8 @@ def _resolve(target: str):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    if hasattr(signal, "SIGPIPE") and argv is None:   # `myllm plan ... | head` ends quietly, like any Unix tool
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
