@@ -62,6 +62,13 @@ PATCHES = (
           " accept only CUDA type names",
           (("megatron.core.optimizer.clip_grads", "param.grad.type() == 'torch.cuda.FloatTensor'"),
            ("megatron.core.optimizer.distrib_optimizer", "model_param.type() == 'torch.cuda.FloatTensor'"))),
+    Patch("backward_mode",
+          "the autograd engine runs a Python autograd.Function's backward with an empty TorchFunctionMode stack,"
+          " so activation recompute (CheckpointFunction re-running attention in backward) would meet"
+          " device='cuda' unbridged; torch's BackwardCFunction.apply re-enters the mode",
+          (("megatron.core.tensor_parallel.random", "outputs = ctx.run_function(*detached_inputs)"),
+           ("megatron.core.fusions.fused_softmax", "mask = get_default_causal_mask(sq)"),
+           ("torch.autograd.function", "return user_fn(self, *args)"))),
     Patch("rng_tracker",
           "megatron's CudaRNGStatesTracker stores CUDA generator states; ours keeps CPU generator states, so"
           " tensor-parallel init, dropout forks and activation recompute reproduce their random streams",
@@ -94,6 +101,15 @@ class _CudaOnCpuMode(TorchFunctionMode):
         if func is torch.Tensor.to and len(args) > 1 and _is_cuda(args[1]):
             args = (args[0], "cpu") + tuple(args[2:])
         return func(*args, **kwargs)
+
+
+def _backward_with_mode(original):
+    def apply(self, *args):
+        if _mode is not None and torch._C._len_torch_function_stack() == 0:
+            with _mode:
+                return original(self, *args)
+        return original(self, *args)
+    return apply
 
 
 def _cpu_rng_tracker_class():
@@ -153,9 +169,10 @@ def install() -> bool:
     if _mode is not None:
         return True
     from megatron.core.tensor_parallel import random as mrandom
+    from torch.autograd.function import BackwardCFunction
 
     tracker_cls = _cpu_rng_tracker_class()
-    _saved.update(
+    _saved.update(backward_apply=BackwardCFunction.apply,
         current_device=torch.cuda.current_device, synchronize=torch.cuda.synchronize,
         manual_seed=torch.cuda.manual_seed, tracker_cls=mrandom.CudaRNGStatesTracker,
         get_state=mrandom._get_cuda_rng_state, set_state=mrandom._set_cuda_rng_state,
@@ -169,6 +186,7 @@ def install() -> bool:
     mrandom._get_cuda_rng_state = _cpu_get_rng_state
     mrandom._set_cuda_rng_state = _cpu_set_rng_state
     mrandom.initialize_rng_tracker(force_reset=True)
+    BackwardCFunction.apply = _backward_with_mode(BackwardCFunction.apply)   # patch backward_mode
     _mode = _CudaOnCpuMode()
     _mode.__enter__()
     return True
@@ -180,9 +198,11 @@ def uninstall() -> None:
     if _mode is None:
         return
     from megatron.core.tensor_parallel import random as mrandom
+    from torch.autograd.function import BackwardCFunction
 
     _mode.__exit__(None, None, None)
     _mode = None
+    BackwardCFunction.apply = _saved["backward_apply"]
     torch.cuda.current_device = _saved["current_device"]
     torch.cuda.synchronize = _saved["synchronize"]
     torch.cuda.manual_seed = _saved["manual_seed"]

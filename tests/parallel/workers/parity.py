@@ -29,7 +29,7 @@ LAYOUTS = {
     "cp2": ["parallel.context=2"],
     "dp2": [],
 }
-TIMED = ("tp2", "pp2")
+TIMED = ("tp2", "pp2")   # timed over 3 steps; every other layout runs forward+backward once
 
 
 class Batches:
@@ -117,18 +117,19 @@ def main():
             per_token, step_loss = run_layout(cfg, chunks, batch, args.seq)
         result["layouts"][name] = {"max_abs_diff": (per_token - reference).abs().max().item(),
                                    "step_loss": step_loss, "chunks": len(chunks)}
-        if name in TIMED:
-            for chunk in chunks:
-                chunk.train()
-            times = []
-            for _ in range(3):
-                dist.barrier()
-                t = time.perf_counter()
-                run_layout(cfg, chunks, batch, args.seq, forward_only=False)
-                times.append(time.perf_counter() - t)
-            result["step_times"][name] = statistics.median(times)
+        for chunk in chunks:
+            chunk.train()
+        times = []
+        for _ in range(3 if name in TIMED else 1):
+            dist.barrier()
+            t = time.perf_counter()
+            _, train_loss = run_layout(cfg, chunks, batch, args.seq, forward_only=False)
+            times.append(time.perf_counter() - t)
+        result["step_times"][name] = statistics.median(times)
+        result["layouts"][name]["train_step_loss"] = train_loss
 
-    result["children_before_destroy"] = [p.pid for p in psutil.Process().children(recursive=True)]
+    children = psutil.Process().children(recursive=True)
+    result["children"] = {p.pid: " ".join(p.cmdline())[:200] for p in children}
     destroy()
     result["children_after_destroy"] = [p.pid for p in psutil.Process().children(recursive=True)]
     write_result(result)
