@@ -65,7 +65,6 @@ def init_distributed(cfg: Config, seed: int | None = None, timeout_minutes: int 
     """Initialise torch.distributed (once per process) and megatron-core's model-parallel groups (again on each
     call, so one process can visit several layouts), then seed every RNG the way Megatron-LM does."""
     from megatron.core import parallel_state as ps
-    from megatron.core import tensor_parallel
 
     backend = resolve_backend(cfg.parallel)
     spec = resolve_spec(cfg.model)

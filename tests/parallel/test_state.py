@@ -1,7 +1,5 @@
 """init_distributed / destroy and the launcher helpers, on one process."""
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -23,8 +21,10 @@ def test_init_distributed_sets_megatron_groups_and_seeds(single_rank):
     from myllm_mc.parallel.state import init_distributed
 
     runtime = init_distributed(single_rank, seed=11)
-    assert (runtime.world_size, runtime.backend, runtime.spec) == (1, "gloo" if not torch.cuda.is_available()
-                                                                   else "nccl", runtime.spec)
+    expected = ("nccl", "te") if torch.cuda.is_available() else ("gloo", "local")
+    assert runtime.world_size == 1 and runtime.rank == 0
+    if not torch.cuda.is_available():
+        assert (runtime.backend, runtime.spec, runtime.device.type) == expected + ("cpu",)
     assert ps.model_parallel_is_initialized() and ps.get_tensor_model_parallel_world_size() == 1
     drawn = torch.rand(3)
     init_distributed(single_rank, seed=11)          # re-entry: groups rebuilt, same seed, same stream
