@@ -21,13 +21,17 @@ from myllm_mc.model.layers import chunk_positions
 from myllm_mc.parallel.state import destroy, init_distributed
 from tests.helpers.torchrun import write_result
 
+# name: (overrides, checkpoint to load, checkpoint to save afterwards)
 LAYOUTS = {
-    "tp2": ["parallel.tensor=2"],
-    "tp2_sp": ["parallel.tensor=2", "parallel.sequence_parallel=true"],
-    "pp2": ["parallel.pipeline=2"],
-    "pp2_vpp2": ["parallel.pipeline=2", "parallel.virtual_pipeline=2"],
-    "cp2": ["parallel.context=2"],
-    "dp2": [],
+    "tp2": (["parallel.tensor=2"], "tp1", None),
+    "tp2_sp": (["parallel.tensor=2", "parallel.sequence_parallel=true"], "tp1", "tp2"),
+    "pp2": (["parallel.pipeline=2"], "tp1", None),
+    "pp2_vpp2": (["parallel.pipeline=2", "parallel.virtual_pipeline=2"], "tp1", "vpp"),
+    "cp2": (["parallel.context=2"], "tp1", None),
+    "dp2": ([], "tp1", None),
+    # and back: checkpoints written by tensor=2 and by interleaved pipeline chunks, read at tensor=1
+    "tp1_from_tp2": ([], "tp2", None),
+    "tp1_from_pp2_vpp2": ([], "vpp", None),
 }
 TIMED = ("tp2", "pp2")   # timed over 3 steps; every other layout runs forward+backward once
 
@@ -95,7 +99,7 @@ def main():
     batch = random_batch(4, args.seq, 8192, seed=7)
     result = {"layouts": {}, "step_times": {}}
     cfg = load(base[0], base[1], world_size=world)
-    init_distributed(cfg)
+    init_distributed(cfg, seed=99)   # a seed no layout below uses: their weights can only come from the checkpoint
     checkpoint = os.path.join(args.checkpoint_dir, "tp1")
     (model,) = build_model(cfg)
     model.eval()
@@ -106,11 +110,17 @@ def main():
     save_model([model], checkpoint)
     result["first_save_s"] = time.perf_counter() - t
 
-    for name, overrides in LAYOUTS.items():
+    for name, (overrides, source, target) in LAYOUTS.items():
         cfg = load(base[0], base[1] + overrides, world_size=world)
         init_distributed(cfg)
         chunks = build_model(cfg)
-        load_model(chunks, checkpoint)
+        if name == "dp2":   # proof that the comparison can fail: the same layout before loading differs
+            with torch.no_grad():
+                before, _ = run_layout(cfg, chunks, batch, args.seq)
+            result["max_abs_diff_before_load"] = (before - reference).abs().max().item()
+        load_model(chunks, os.path.join(args.checkpoint_dir, source))
+        if target:
+            save_model(chunks, os.path.join(args.checkpoint_dir, target))
         for chunk in chunks:
             chunk.eval()
         with torch.no_grad():
