@@ -19,3 +19,27 @@ def launcher_world_size(env: Optional[Mapping[str, str]] = None) -> Optional[int
         if env.get(key):
             return int(env[key])
     return None
+
+
+_RANK_KEYS = ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+_LOCAL_RANK_KEYS = ("LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK")
+
+
+def launcher_rank(env: Optional[Mapping[str, str]] = None) -> int:
+    """This process's global rank (0 without a launcher)."""
+    env = os.environ if env is None else env
+    return next((int(env[k]) for k in _RANK_KEYS if env.get(k)), 0)
+
+
+def launcher_local_rank(env: Optional[Mapping[str, str]] = None) -> int:
+    """This process's rank on its node, which picks its GPU (0 without a launcher)."""
+    env = os.environ if env is None else env
+    return next((int(env[k]) for k in _LOCAL_RANK_KEYS if env.get(k)), 0)
+
+
+def rendezvous_address(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """`tcp://MASTER_ADDR:MASTER_PORT` when the launcher set them, else None (a single process picks its own)."""
+    env = os.environ if env is None else env
+    if env.get("MASTER_ADDR") and env.get("MASTER_PORT"):
+        return f"tcp://{env['MASTER_ADDR']}:{env['MASTER_PORT']}"
+    return None

@@ -1,0 +1,58 @@
+"""Config → the megatron-core GPTModel chunks this rank holds.
+
+    chunks = build_model(cfg)    # after myllm_mc.parallel.init_distributed(cfg)
+
+One chunk per virtual pipeline stage (a list of one without interleaving), each a megatron-core `GPTModel` with
+`pre_process` (embedding) on the first stage and `post_process` (final norm + tied output layer + loss) on the
+last — the list `megatron.core.pipeline_parallel.get_forward_backward_func()` and megatron's DDP expect.
+The model does not know its layout: the parallel sizes come from parallel_state and the TransformerConfig.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from myllm_mc.config.schema import Config
+
+from .spec import layer_spec
+from .transformer_config import transformer_config
+
+
+def padded_vocab_size(cfg: Config) -> int:
+    """Vocabulary rounded up so every tensor-parallel shard of the embedding is a multiple of
+    `make_vocab_size_divisible_by` (Megatron-LM's rule; 65,536 and 8,192 need no padding)."""
+    multiple = cfg.model.make_vocab_size_divisible_by * cfg.parallel.tensor
+    return -(-cfg.model.vocab_size // multiple) * multiple
+
+
+def build_model(cfg: Config, on_meta_device: bool = False) -> list:
+    """The GPTModel chunks of this rank (needs `init_distributed(cfg)` first).
+
+    on_meta_device: no memory and no initialisation (for counting the 1B preset's parameters).
+    """
+    from megatron.core import parallel_state as ps
+    from megatron.core.models.gpt import GPTModel
+
+    config = transformer_config(cfg, on_meta_device=on_meta_device)
+    virtual = ps.get_virtual_pipeline_model_parallel_world_size() or 1
+    chunks = []
+    with torch.device("meta") if on_meta_device else contextlib.nullcontext():
+        for stage in range(virtual):
+            vp_stage = stage if virtual > 1 else None
+            model = GPTModel(
+                config=config,
+                transformer_layer_spec=layer_spec(cfg, config, vp_stage),
+                vocab_size=padded_vocab_size(cfg),
+                max_sequence_length=cfg.model.seq_length,
+                pre_process=ps.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage),
+                post_process=ps.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage),
+                share_embeddings_and_output_weights=cfg.model.tie_embeddings,
+                position_embedding_type=cfg.model.position_embedding,
+                rotary_base=cfg.model.rotary_base,
+                parallel_output=True,
+                vp_stage=vp_stage,
+            )
+            chunks.append(model)
+    return chunks

@@ -1,0 +1,47 @@
+"""Which kernels implement a MyLLM layer: the one place a layer spec is chosen.
+
+te    megatron-core's Transformer Engine spec (fused norm+linear, TE attention with native context parallelism,
+      FP8). Its final norm is TENorm, chosen by megatron's TransformerBlock.
+local megatron-core's local spec (plain torch) with two substitutions from `layers.py`: our RMSNorm (sequence
+      parallelism) for both layer norms and the final norm, and our ContextParallelAttention when context > 1.
+The choice itself (config + hardware) is `myllm_mc.parallel.hardware.resolve_spec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from myllm_mc.config.schema import Config
+from myllm_mc.parallel.hardware import resolve_spec
+
+
+def layer_spec(cfg: Config, transformer_config, vp_stage: Optional[int] = None):
+    """The `transformer_layer_spec` argument for GPTModel on this rank and virtual stage."""
+    if resolve_spec(cfg.model) == "te":
+        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_with_transformer_engine_spec
+
+        return get_gpt_layer_with_transformer_engine_spec()
+    return _local_block_spec(cfg, transformer_config, vp_stage)
+
+
+def _local_block_spec(cfg: Config, transformer_config, vp_stage: Optional[int]):
+    from megatron.core import parallel_state
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
+
+    from .layers import ContextParallelAttention, RMSNorm
+
+    spec = get_gpt_layer_local_spec(normalization=cfg.model.normalization)
+    layer = spec.submodules
+    attention = layer.self_attention
+    if cfg.parallel.context > 1:
+        attention = dataclasses.replace(attention, submodules=dataclasses.replace(
+            attention.submodules, core_attention=ContextParallelAttention))
+    norm = RMSNorm if cfg.model.normalization == "RMSNorm" else layer.input_layernorm
+    spec = dataclasses.replace(spec, submodules=dataclasses.replace(
+        layer, input_layernorm=norm, pre_mlp_layernorm=norm, self_attention=attention))
+    # the final norm is not part of the layer spec: a block spec carries it
+    layers = get_num_layers_to_build(transformer_config, vp_stage=vp_stage,
+                                     pp_rank=parallel_state.get_pipeline_model_parallel_rank())
+    return TransformerBlockSubmodules(layer_specs=[spec] * layers, layer_norm=norm)

@@ -1,0 +1,227 @@
+"""Run megatron-core's real CUDA-assuming code on CPU over gloo: the only module that knows CUDA may be absent.
+
+megatron-core 0.16.1 hard-codes CUDA in a handful of places (device placement, synchronisation, RNG state).
+None of them is essential to the maths, so on a machine without CUDA we bridge each one and then run the
+unmodified tensor / sequence / pipeline / context / data-parallel code with gloo. `install()` is idempotent and
+a no-op when CUDA is present; `uninstall()` exists for the tests that prove each patch is still needed.
+
+Every patch is listed in `PATCHES` with the megatron-core call sites that need it; tests/parallel/test_cpu_backend.py
+asserts each call site still contains the CUDA call (so a megatron-core upgrade that removes it fails loudly)
+and that the call works with the patch. See docs/cpu_backend.md for the traps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from dataclasses import dataclass
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+
+@dataclass(frozen=True)
+class Patch:
+    name: str
+    why: str
+    call_sites: tuple  # (megatron module, source snippet that makes the patch necessary)
+
+
+PATCHES = (
+    Patch("current_device",
+          "torch.cuda.current_device() is passed as device= to factories; it must answer 'cpu' itself, because a"
+          " TorchFunctionMode is not active inside autograd.Function.backward (sequence-parallel backward)",
+          (("megatron.core.tensor_parallel.layers", "device=torch.cuda.current_device()"),
+           ("megatron.core.tensor_parallel.mappings", "device=torch.cuda.current_device()"),
+           ("megatron.core.models.common.embeddings.rotary_pos_embedding", "torch.cuda.current_device()"),
+           ("megatron.core.pipeline_parallel.p2p_communication", "torch.cuda.current_device()"))),
+    Patch("synchronize",
+          "batched p2p and the checkpoint writer call torch.cuda.synchronize(), which raises without CUDA;"
+          " CPU ops are synchronous, so a no-op is exact",
+          (("megatron.core.pipeline_parallel.p2p_communication", "torch.cuda.synchronize()"),
+           ("megatron.core.dist_checkpointing.strategies.filesystem_async", "torch.cuda.synchronize()"))),
+    Patch("manual_seed",
+          "model_parallel_cuda_manual_seed seeds through torch.cuda.manual_seed, which without CUDA is queued and"
+          " never run: the seed would be silently ignored and initial weights would change run to run",
+          (("megatron.core.tensor_parallel.random", "torch.cuda.manual_seed(data_parallel_seed)"),)),
+    Patch("cuda_factories",
+          "factory calls with device='cuda' (schedules' token counters, the default causal mask, grad-norm"
+          " buffers) are mapped to the CPU by a TorchFunctionMode",
+          (("megatron.core.pipeline_parallel.schedules", 'device="cuda"'),
+           ("megatron.core.transformer.utils", 'device="cuda"'),
+           ("megatron.core.utils", 'device="cuda"'))),
+    Patch("tensor_cuda",
+          "Tensor.cuda() becomes the identity (distributed optimizer on save, RoPE under context parallelism)",
+          (("megatron.core.models.common.embeddings.rope_utils", ".cuda("),
+           ("megatron.core.optimizer.distrib_optimizer", ".cuda()"))),
+    Patch("pin_memory",
+          "pin_memory=True needs an accelerator; RoPE's context-parallel slicing asks for it, so it is dropped",
+          (("megatron.core.models.common.embeddings.rope_utils", "pin_memory=True"),)),
+    Patch("tensor_type",
+          "Tensor.type() reports torch.cuda.*Tensor for CPU tensors: the distributed optimizer and grad clipping"
+          " accept only CUDA type names",
+          (("megatron.core.optimizer.clip_grads", "param.grad.type() == 'torch.cuda.FloatTensor'"),
+           ("megatron.core.optimizer.distrib_optimizer", "model_param.type() == 'torch.cuda.FloatTensor'"))),
+    Patch("backward_mode",
+          "the autograd engine runs a Python autograd.Function's backward with an empty TorchFunctionMode stack,"
+          " so activation recompute (CheckpointFunction re-running attention in backward) would meet"
+          " device='cuda' unbridged; torch's BackwardCFunction.apply re-enters the mode",
+          (("megatron.core.tensor_parallel.random", "outputs = ctx.run_function(*detached_inputs)"),
+           ("megatron.core.fusions.fused_softmax", "mask = get_default_causal_mask(sq)"),
+           ("torch.autograd.function", "return user_fn(self, *args)"))),
+    Patch("rng_tracker",
+          "megatron's CudaRNGStatesTracker stores CUDA generator states; ours keeps CPU generator states, so"
+          " tensor-parallel init, dropout forks and activation recompute reproduce their random streams",
+          (("megatron.core.tensor_parallel.random", "orig_rng_state = torch.cuda.get_rng_state()"),
+           ("megatron.core.tensor_parallel.random", "_set_cuda_rng_state(self.states_[name]"))),
+)
+
+
+def _is_cuda(device) -> bool:
+    if isinstance(device, str):
+        return device.startswith("cuda")
+    return isinstance(device, torch.device) and device.type == "cuda"
+
+
+class _CudaOnCpuMode(TorchFunctionMode):
+    """Device rewrites that megatron-core reaches through ordinary torch calls (patches cuda_factories,
+    tensor_cuda, pin_memory, tensor_type)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.Tensor.cuda or func is torch.Tensor.pin_memory:
+            return args[0]
+        if func is torch.Tensor.type and len(args) == 1 and not kwargs:
+            name = func(*args)
+            return name if ".cuda." in name else name.replace("torch.", "torch.cuda.", 1)
+        if _is_cuda(kwargs.get("device")):
+            kwargs = dict(kwargs, device="cpu")
+        if kwargs.get("pin_memory"):
+            kwargs = {k: v for k, v in kwargs.items() if k != "pin_memory"}
+        if func is torch.Tensor.to and len(args) > 1 and _is_cuda(args[1]):
+            args = (args[0], "cpu") + tuple(args[2:])
+        return func(*args, **kwargs)
+
+
+def _backward_with_mode(original):
+    def apply(self, *args):
+        if _mode is not None and torch._C._len_torch_function_stack() == 0:
+            with _mode:
+                return original(self, *args)
+        return original(self, *args)
+    return apply
+
+
+def _cpu_rng_tracker_class():
+    from megatron.core.tensor_parallel import random as mrandom
+
+    class CpuRNGStatesTracker(mrandom.CudaRNGStatesTracker):
+        """megatron's tracker with the CPU default generator in place of the CUDA one (patch rng_tracker)."""
+
+        def add(self, name, seed):
+            if seed in self.seeds_:
+                raise Exception(f"seed {seed} already exists")
+            if name in self.states_:
+                raise Exception(f"rng state {name} already exists")
+            self.seeds_.add(seed)
+            original = torch.get_rng_state()
+            torch.manual_seed(seed)
+            self.states_[name] = torch.get_rng_state()
+            torch.set_rng_state(original)
+
+        @contextlib.contextmanager
+        def fork(self, name=mrandom._MODEL_PARALLEL_RNG_TRACKER_NAME):
+            if name not in self.states_:
+                raise Exception(f"rng state {name} is not added")
+            original = torch.get_rng_state()
+            torch.set_rng_state(self.states_[name])
+            try:
+                yield
+            finally:
+                self.states_[name] = torch.get_rng_state()
+                torch.set_rng_state(original)
+
+    return CpuRNGStatesTracker
+
+
+def _cpu_get_rng_state(device="cuda", clone=False, graph_safe=False):
+    return torch.get_rng_state()
+
+
+def _cpu_set_rng_state(new_state, device=-1, graph_safe=False):
+    torch.set_rng_state(new_state)
+
+
+_saved: dict = {}
+_mode: _CudaOnCpuMode | None = None
+
+
+def is_installed() -> bool:
+    return _mode is not None
+
+
+def install() -> bool:
+    """Bridge megatron-core's CUDA assumptions to the CPU. Returns True when the bridge is (now) active,
+    False when CUDA is present and nothing was done. Safe to call any number of times."""
+    global _mode
+    if torch.cuda.is_available():
+        return False
+    if _mode is not None:
+        return True
+    from megatron.core.tensor_parallel import random as mrandom
+    from torch.autograd.function import BackwardCFunction
+
+    tracker_cls = _cpu_rng_tracker_class()
+    _saved.update(backward_apply=BackwardCFunction.apply,
+        current_device=torch.cuda.current_device, synchronize=torch.cuda.synchronize,
+        manual_seed=torch.cuda.manual_seed, tracker_cls=mrandom.CudaRNGStatesTracker,
+        get_state=mrandom._get_cuda_rng_state, set_state=mrandom._set_cuda_rng_state,
+        tracker=mrandom._CUDA_RNG_STATE_TRACKER, tracker_init=mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED)
+    torch.cuda.current_device = lambda: "cpu"          # patch current_device
+    torch.cuda.synchronize = lambda device=None: None  # patch synchronize
+    torch.cuda.manual_seed = torch.manual_seed         # patch manual_seed (the CPU default generator)
+    # patch rng_tracker: new trackers (initialize_rng_tracker reads the module global) are CPU trackers, and the
+    # module-level state accessors that activation recompute (CheckpointFunction) uses read the CPU generator
+    mrandom.CudaRNGStatesTracker = tracker_cls
+    mrandom._get_cuda_rng_state = _cpu_get_rng_state
+    mrandom._set_cuda_rng_state = _cpu_set_rng_state
+    mrandom.initialize_rng_tracker(force_reset=True)
+    BackwardCFunction.apply = _backward_with_mode(BackwardCFunction.apply)   # patch backward_mode
+    _mode = _CudaOnCpuMode()
+    _mode.__enter__()
+    return True
+
+
+def uninstall() -> None:
+    """Undo `install()` (for tests that show what fails without a patch)."""
+    global _mode
+    if _mode is None:
+        return
+    from megatron.core.tensor_parallel import random as mrandom
+    from torch.autograd.function import BackwardCFunction
+
+    _mode.__exit__(None, None, None)
+    _mode = None
+    BackwardCFunction.apply = _saved["backward_apply"]
+    torch.cuda.current_device = _saved["current_device"]
+    torch.cuda.synchronize = _saved["synchronize"]
+    torch.cuda.manual_seed = _saved["manual_seed"]
+    mrandom.CudaRNGStatesTracker = _saved["tracker_cls"]
+    mrandom._get_cuda_rng_state = _saved["get_state"]
+    mrandom._set_cuda_rng_state = _saved["set_state"]
+    mrandom._CUDA_RNG_STATE_TRACKER = _saved["tracker"]
+    mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED = _saved["tracker_init"]
+
+
+def missing_call_sites() -> list[str]:
+    """Call sites in `PATCHES` that no longer contain their CUDA call: each one means megatron-core changed
+    underneath and that patch (or its documentation) needs revisiting."""
+    import inspect
+
+    missing = []
+    for patch in PATCHES:
+        for module_name, snippet in patch.call_sites:
+            source = inspect.getsource(importlib.import_module(module_name))
+            if snippet not in source:
+                missing.append(f"{patch.name}: {module_name} no longer contains {snippet!r}")
+    return missing

@@ -1,0 +1,40 @@
+"""init_distributed / destroy and the launcher helpers, on one process."""
+
+import pytest
+import torch
+
+from myllm_mc.config import ConfigError, load
+from myllm_mc.parallel import launch
+
+
+def test_launcher_env_is_read_from_torchrun_slurm_and_mpi():
+    assert launch.launcher_rank({"RANK": "3"}) == 3
+    assert launch.launcher_rank({"SLURM_PROCID": "5"}) == 5
+    assert launch.launcher_local_rank({"OMPI_COMM_WORLD_LOCAL_RANK": "1"}) == 1
+    assert launch.launcher_rank({}) == 0 and launch.launcher_local_rank({}) == 0
+    assert launch.rendezvous_address({"MASTER_ADDR": "node1", "MASTER_PORT": "29500"}) == "tcp://node1:29500"
+    assert launch.rendezvous_address({}) is None
+
+
+def test_init_distributed_sets_megatron_groups_and_seeds(single_rank):
+    from megatron.core import parallel_state as ps
+    from myllm_mc.parallel.state import init_distributed
+
+    runtime = init_distributed(single_rank, seed=11)
+    expected = ("nccl", "te") if torch.cuda.is_available() else ("gloo", "local")
+    assert runtime.world_size == 1 and runtime.rank == 0
+    if not torch.cuda.is_available():
+        assert (runtime.backend, runtime.spec, runtime.device.type) == expected + ("cpu",)
+    assert ps.model_parallel_is_initialized() and ps.get_tensor_model_parallel_world_size() == 1
+    drawn = torch.rand(3)
+    init_distributed(single_rank, seed=11)          # re-entry: groups rebuilt, same seed, same stream
+    assert torch.equal(drawn, torch.rand(3))
+
+
+def test_init_distributed_rejects_a_layout_for_another_world_size(single_rank):
+    from myllm_mc.parallel.state import init_distributed
+
+    cfg = load("configs/tiny.yaml", ["parallel.tensor=2"], world_size=2)
+    with pytest.raises(ConfigError, match="2 processes but 1 were started") as err:
+        init_distributed(cfg)
+    assert "\n" not in str(err.value)
