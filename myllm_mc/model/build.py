@@ -15,6 +15,7 @@ import contextlib
 import torch
 
 from myllm_mc.config.schema import Config
+from myllm_mc.plan.params import padded_vocab_size as plan_padded_vocab_size
 
 from .spec import layer_spec
 from .transformer_config import transformer_config
@@ -22,9 +23,8 @@ from .transformer_config import transformer_config
 
 def padded_vocab_size(cfg: Config) -> int:
     """Vocabulary rounded up so every tensor-parallel shard of the embedding is a multiple of
-    `make_vocab_size_divisible_by` (Megatron-LM's rule; 65,536 and 8,192 need no padding)."""
-    multiple = cfg.model.make_vocab_size_divisible_by * cfg.parallel.tensor
-    return -(-cfg.model.vocab_size // multiple) * multiple
+    `make_vocab_size_divisible_by` (Megatron-LM's rule, the planner's formula; 65,536 and 8,192 need no padding)."""
+    return plan_padded_vocab_size(cfg.model, cfg.parallel.tensor)
 
 
 def build_model(cfg: Config, on_meta_device: bool = False) -> list:

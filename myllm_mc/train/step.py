@@ -2,18 +2,20 @@
 update that is skipped, not applied, when the loss or gradient norm is non-finite.
 
 Loss convention (megatron-core's per-token mode, `calculate_per_token_loss=True`): each micro-batch returns the
-*sum* of token losses and its count of non-masked tokens; `finalize_model_grads` divides the summed gradients by
-the global token count. The loss is therefore the mean next-token cross-entropy over every non-padding token of
-the global batch, independent of how it was split into micro-batches or data-parallel ranks — which is what makes
-DP=2 and DP=1 with 2× accumulation agree.
+*sum* of token losses and its count of non-masked tokens (`myllm_mc.model.lm_loss`); `finalize_model_grads`
+divides the summed gradients by the global token count. The loss is therefore the mean next-token cross-entropy
+over every non-padding token of the global batch, however it was split into micro-batches and data-parallel
+ranks — which is what makes DP=2 and DP=1 with 2× accumulation agree.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from functools import partial
 from typing import Callable, List, Optional, Tuple
+
+from myllm_mc.model import forward_step
+from myllm_mc.model import reduce_loss as reduce_stage_loss
 
 
 class DataTimer:
@@ -33,49 +35,31 @@ class DataTimer:
             self.seconds += time.perf_counter() - start
 
 
-def loss_func(loss_mask, output_tensor):
-    """(sum of masked token losses, token count, {name: (sum, count)}) — megatron's 3-tuple convention."""
-    import torch
-    losses = output_tensor.float().reshape(-1)
-    mask = loss_mask.reshape(-1).float()
-    loss_sum = torch.sum(losses * mask)
-    num_tokens = mask.sum().to(torch.int)
-    return loss_sum, num_tokens, {"lm loss": torch.stack([loss_sum.detach(), mask.sum()])}
+def make_forward_step(poison: Optional[Callable[[], bool]] = None):
+    """megatron's `forward_step_func`; `poison` is a test hook that turns the micro-batch's loss into NaN."""
+    if poison is None:
+        return forward_step
+
+    def poisoned_forward_step(data_iterator, model):
+        output, loss_fn = forward_step(data_iterator, model)
+        return (output * float("nan") if poison() else output), loss_fn
+
+    return poisoned_forward_step
 
 
-def make_forward_step(batch_to_model_inputs: Callable, poison: Optional[Callable[[], bool]] = None):
-    """The function megatron's schedules call per micro-batch: read a batch, run the chunk, return the loss fn.
-
-    `poison` is a test hook: when it returns True the micro-batch's loss is multiplied by NaN.
-    """
-
-    def forward_step(data_iterator, model):
-        batch = next(data_iterator) if data_iterator is not None else None
-        tokens, position_ids, attention_mask, labels, loss_mask = batch_to_model_inputs(batch)
-        output = model(tokens, position_ids, attention_mask, labels=labels)
-        if poison is not None and poison():
-            output = output * float("nan")
-        return output, partial(loss_func, loss_mask)
-
-    return forward_step
-
-
-def reduce_loss(losses: List[dict]) -> Tuple[float, float]:
-    """Global (loss sum, token count) on every rank: one all-reduce of two numbers over the world.
-
-    Only one rank per data-parallel/context shard of the last pipeline stage contributes (TP ranks hold copies).
-    """
+def global_loss(forward_data_store: List[dict]) -> float:
+    """The step's mean token loss on every rank (it lives on the last pipeline stage only): the loop's
+    skip/stop decisions must be the same everywhere or the collectives that follow would deadlock."""
     import torch
     from megatron.core import parallel_state as ps
 
-    total = torch.zeros(2, dtype=torch.float64)
-    if ps.is_pipeline_last_stage(ignore_virtual=True) and ps.get_tensor_model_parallel_rank() == 0:
-        for item in losses:
-            total += item["lm loss"].to(torch.float64).cpu()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    total = total.to(device)
-    torch.distributed.all_reduce(total)
-    return float(total[0]), float(total[1])
+    stage_loss = reduce_stage_loss(forward_data_store)          # collective over the DP×CP group of the last stage
+    owner = (stage_loss is not None and ps.get_tensor_model_parallel_rank() == 0
+             and ps.get_data_parallel_rank(with_context_parallel=True) == 0)
+    value = torch.tensor([stage_loss if owner else 0.0], dtype=torch.float64,
+                         device="cuda" if torch.cuda.is_available() else "cpu")
+    torch.distributed.all_reduce(value)
+    return float(value.item())
 
 
 def optimizer_update(optimizer, scheduler, loss: float) -> Tuple[bool, Optional[float]]:

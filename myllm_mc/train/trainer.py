@@ -14,7 +14,7 @@ from myllm_mc.config import Config
 from . import checkpointing
 from .callbacks import CallbackList, Control, StepRecord
 from .signals import PREEMPTED_EXIT, PreemptionHandler
-from .step import DataTimer, make_forward_step, optimizer_update, reduce_loss
+from .step import DataTimer, global_loss, make_forward_step, optimizer_update
 
 
 @dataclass
@@ -50,12 +50,11 @@ def wrap_ddp(cfg: Config, chunks: List) -> List:
 
 class Trainer:
     def __init__(self, cfg: Config, model: List, optimizer, scheduler, make_train_iterator: Callable[[int], object],
-                 make_valid_iterator: Optional[Callable[[], object]], batch_to_model_inputs: Callable,
-                 callbacks: CallbackList, start_step: int = 0, consumed_samples: int = 0,
+                 make_valid_iterator: Optional[Callable[[], object]], callbacks: CallbackList, start_step: int = 0, consumed_samples: int = 0,
                  poison_steps: tuple = (), echo=print):
         self.cfg, self.model, self.optimizer, self.scheduler = cfg, model, optimizer, scheduler
         self.make_train_iterator, self.make_valid_iterator = make_train_iterator, make_valid_iterator
-        self.batch_to_model_inputs, self.callbacks, self.echo = batch_to_model_inputs, callbacks, echo
+        self.callbacks, self.echo = callbacks, echo
         self.step, self.consumed_samples = start_step, consumed_samples
         self.poison_steps = set(poison_steps)
         self.last_checkpoint: Optional[str] = None
@@ -108,21 +107,20 @@ class Trainer:
             chunk.zero_grad_buffer()
         self.optimizer.zero_grad()
         poison_now = (self.step + 1) in self.poison_steps
-        forward_step = make_forward_step(self.batch_to_model_inputs, poison=(lambda: poison_now))
+        forward_step = make_forward_step(poison=(lambda: poison_now) if self.poison_steps else None)
         losses = get_forward_backward_func()(
             forward_step_func=forward_step, data_iterator=train_iters if len(train_iters) > 1 else train_iters[0],
             model=self.model, num_microbatches=self.num_microbatches, seq_length=self.cfg.model.seq_length,
             micro_batch_size=self.cfg.training.micro_batch_size, decoder_seq_length=self.cfg.model.seq_length,
             forward_only=False)
-        loss_sum, tokens = reduce_loss(losses)
-        loss = loss_sum / tokens if tokens else math.nan
+        loss = global_loss(losses)
         applied, grad_norm = optimizer_update(self.optimizer, self.scheduler, loss)
         self.step += 1
         self.consumed_samples += self.cfg.training.global_batch_size
         data_time = sum(it.seconds for it in train_iters) / len(train_iters)
         for it in train_iters:
             it.seconds = 0.0
-        return StepRecord(step=self.step, loss=loss, grad_norm=grad_norm, lr=self._lr(), tokens=int(tokens),
+        return StepRecord(step=self.step, loss=loss, grad_norm=grad_norm, lr=self._lr(), tokens=self.cfg.tokens_per_step,
                           step_time=time.perf_counter() - start, data_time=data_time,
                           consumed_samples=self.consumed_samples, skipped=not applied,
                           extra={"global_batch_size": self.cfg.training.global_batch_size})
@@ -137,20 +135,19 @@ class Trainer:
         iters = [DataTimer(self.make_valid_iterator()) for _ in self.model]
         for chunk in self.model:
             chunk.eval()
-        total_loss = total_tokens = 0.0
+        losses = []
         with torch.no_grad():
             for _ in range(self.cfg.training.eval_steps):
-                losses = get_forward_backward_func()(
-                    forward_step_func=make_forward_step(self.batch_to_model_inputs),
+                store = get_forward_backward_func()(
+                    forward_step_func=make_forward_step(),
                     data_iterator=iters if len(iters) > 1 else iters[0], model=self.model,
                     num_microbatches=self.num_microbatches, seq_length=self.cfg.model.seq_length,
                     micro_batch_size=self.cfg.training.micro_batch_size,
                     decoder_seq_length=self.cfg.model.seq_length, forward_only=True)
-                loss_sum, tokens = reduce_loss(losses)
-                total_loss, total_tokens = total_loss + loss_sum, total_tokens + tokens
+                losses.append(global_loss(store))
         for chunk in self.model:
             chunk.train()
-        loss = total_loss / total_tokens
+        loss = sum(losses) / len(losses)       # every validation batch has the same token count
         metrics = {"step": self.step, "loss": loss, "ppl": math.exp(min(loss, 50.0))}
         self.callbacks.on_eval_end(self, self.step, {"loss": loss, "ppl": metrics["ppl"]})
         return metrics

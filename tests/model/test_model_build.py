@@ -35,6 +35,9 @@ def test_1b_preset_has_exactly_the_spec_parameter_count(single_rank):
     qkv = chunks[0].decoder.layers[0].self_attention.linear_qkv.weight
     assert tuple(qkv.shape) == (1792 + 2 * 256, 1792)                # GQA: 14 query heads, 2 key/value heads
     assert chunks[0].output_layer.weight is None and chunks[0].share_embeddings_and_output_weights
+    from myllm_mc.plan.params import parameter_breakdown
+    planned = parameter_breakdown(cfg.model)            # the planner and the real GPTModel must agree exactly
+    assert {key: getattr(planned, key) for key in counts} == counts
 
 
 def test_tiny_preset_builds_with_the_myllm_architecture(single_rank):
@@ -52,6 +55,9 @@ def test_tiny_preset_builds_with_the_myllm_architecture(single_rank):
     counts = parameter_counts(model)
     assert counts["total"] == m.vocab_size * m.hidden_size + m.num_layers * (per_layer + 2 * m.hidden_size) + m.hidden_size
     assert counts["output_layer"] == 0
+    from myllm_mc.plan.params import parameter_breakdown
+    planned = parameter_breakdown(m)
+    assert {key: getattr(planned, key) for key in counts} == counts
 
 
 def test_untrained_loss_is_ln_vocab(single_rank):
