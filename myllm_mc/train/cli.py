@@ -1,0 +1,61 @@
+"""`myllm train CONFIG [--set k=v ...] [--nproc-per-node N] [--resume auto|PATH]`.
+
+Under a launcher (torchrun, srun, mpirun) it joins that process group; with `--nproc-per-node N` and no launcher
+it starts torchrun itself. The config is validated for the final world size *before* any process starts.
+
+Exit codes: 0 finished; 2 bad config; 3 stopped after too many non-finite steps; 75 preempted (SIGTERM/SIGUSR1):
+a checkpoint of the current step was saved, requeue and `--resume auto` to continue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+from myllm_mc.config import load
+from myllm_mc.config.cli import add_config_arguments
+from myllm_mc.parallel.launch import launcher_world_size
+
+EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"   # where ranks leave the loop's exit code for the parent of torchrun
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="myllm train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--nproc-per-node", type=int, default=None,
+                        help="start this many local processes with torchrun (ignored under a launcher)")
+    parser.add_argument("--resume", default=None, help="auto (latest under checkpoint.dir) or a checkpoint path")
+    parser.add_argument("--poison-step", type=int, action="append", default=[], help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv) -> int:
+    args = _parser().parse_args(argv)
+    overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else [])
+    launched = launcher_world_size()
+    if launched is None and args.nproc_per_node and args.nproc_per_node > 1:
+        load(args.config, overrides, world_size=args.nproc_per_node)          # fail fast, before torchrun
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc-per-node={args.nproc_per_node}", "-m", "myllm_mc.cli", "train", args.config]
+        if overrides:
+            command += ["--set", *overrides]
+        command += [f"--poison-step={s}" for s in args.poison_step]
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code")})
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)))
+            code = subprocess.call(command, env=env)
+            # torchrun turns any failing child into exit 1; report the loop's documented code instead
+            if code != 0 and os.path.exists(env[EXIT_FILE_ENV]):
+                code = int(open(env[EXIT_FILE_ENV]).read())
+            return code
+    cfg = load(args.config, overrides, world_size=launched or args.world_size or 1)
+    from .run import run_training
+    code = run_training(cfg, poison_steps=args.poison_step).exit_code
+    if os.environ.get(EXIT_FILE_ENV) and code != 0:
+        with open(os.environ[EXIT_FILE_ENV], "w") as f:
+            f.write(str(code))
+    return code

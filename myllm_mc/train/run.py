@@ -1,0 +1,107 @@
+"""`run_training(cfg)`: the pretraining stage as one function — what `myllm train`, Slurm scripts and tests call.
+
+Order matters and mirrors Megatron-LM's `pretrain`: process groups → model → DDP → optimizer/scheduler →
+resume → data (positioned at the checkpoint's consumed samples) → loop.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+from myllm_mc.config import Config
+
+from .callbacks import CallbackList
+from .checkpointing import load as load_checkpoint
+from .checkpointing import resolve_resume
+from .diagnostics import InitialLossCheck, LossSpikeDetector, NonFiniteGuard
+from .metrics import MetricsLogger, echo_stderr, measured_cpu_peak_tflops
+from .optimizer import build_optimizer, build_scheduler
+from .trainer import Trainer, TrainResult, wrap_ddp
+
+
+def _mixed_precision(cfg: Config, chunks):
+    """bf16/fp8: megatron's Float16Module casts inputs and keeps the loss in fp32, as Megatron-LM does."""
+    if cfg.model.precision == "fp32":
+        return chunks
+    from megatron.core.transformer.module import Float16Module
+    return [Float16Module(chunk.config, chunk) for chunk in chunks]
+
+
+def _peak_tflops(cfg: Config):
+    """The MFU denominator: the GPU table's dense peak on GPU; on CPU a measured FP32 matmul peak, labelled so."""
+    import torch
+    if torch.cuda.is_available():
+        from myllm_mc.plan.hardware import gpu_spec
+        spec = gpu_spec(cfg.plan.gpu)
+        return spec.peak_flops(cfg.model.precision) / 1e12, f"{spec.label} {cfg.model.precision} peak"
+    return measured_cpu_peak_tflops(), "CPU fp32 matmul peak, measured"
+
+
+def default_callbacks(cfg: Config, is_logging_rank: bool, echo=print) -> CallbackList:
+    from myllm_mc.plan.flops import flops_per_iteration
+    from myllm_mc.plan.params import padded_vocab_size
+
+    warn = echo_stderr if is_logging_rank else (lambda message: None)
+    peak, label = _peak_tflops(cfg)
+    flops = flops_per_iteration(cfg.model, cfg.training.global_batch_size,
+                                padded_vocab=padded_vocab_size(cfg.model, cfg.parallel.tensor))
+    d = cfg.diagnostics
+    return CallbackList([
+        InitialLossCheck(cfg.model.vocab_size, d.init_loss_tolerance, warn),
+        LossSpikeDetector(d.spike_window, d.spike_zscore, warn),
+        NonFiniteGuard(d.max_skipped_steps, warn),
+        MetricsLogger(cfg.logging.dir, cfg.logging.log_interval, cfg.training.steps, cfg.parallel.world_size,
+                      flops, peak, label, write=is_logging_rank, tensorboard=cfg.logging.tensorboard,
+                      plot=cfg.logging.plot, echo=echo if is_logging_rank else (lambda message: None)),
+    ])
+
+
+def run_training(cfg: Config, poison_steps: Iterable[int] = (), extra_callbacks=()) -> TrainResult:
+    """Train per `cfg` (already resolved for this world size). Collective: every rank calls it."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    from myllm_mc.data.datasets import build_data_loader, build_datasets, samples_needed
+    from myllm_mc.data.tokenizer import Tokenizer
+    from myllm_mc.model import build_model
+    from myllm_mc.parallel.state import destroy, init_distributed
+
+    init_distributed(cfg, seed=cfg.training.seed)
+    try:
+        model = wrap_ddp(cfg, _mixed_precision(cfg, build_model(cfg)))
+        optimizer = build_optimizer(cfg, model)
+        scheduler = build_scheduler(cfg, optimizer)
+        start_step = consumed = 0
+        echo = print if dist.get_rank() == 0 else (lambda message: None)
+        resume_from = resolve_resume(cfg.checkpoint.resume, cfg.checkpoint.dir)
+        if resume_from is not None:
+            meta = load_checkpoint(resume_from, model, optimizer, scheduler)
+            start_step, consumed = meta["step"], meta["consumed_samples"]
+            echo(f"resumed from {resume_from} at step {start_step} ({consumed} samples consumed"
+                 f"{'' if meta['rng_restored'] else '; new layout, RNG states re-seeded'})")
+        tokenizer = Tokenizer(cfg.data.tokenizer)
+        train_set, valid_set, _ = build_datasets(cfg, tokenizer, samples_needed(cfg))
+        dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+
+        def make_train_iterator(consumed_samples: int):
+            return iter(build_data_loader(train_set, cfg, consumed_samples, dp_rank, dp_size))
+
+        def make_valid_iterator():
+            return iter(build_data_loader(valid_set, cfg, 0, dp_rank, dp_size))
+
+        callbacks = default_callbacks(cfg, dist.get_rank() == 0, echo)
+        callbacks.callbacks.extend(extra_callbacks)
+        trainer = Trainer(cfg, model, optimizer, scheduler, make_train_iterator,
+                          make_valid_iterator if valid_set is not None else None, callbacks,
+                          start_step=start_step, consumed_samples=consumed, poison_steps=tuple(poison_steps),
+                          echo=echo)
+        result = trainer.fit()
+        if result.losses:
+            finite = [x for x in result.losses if math.isfinite(x)]
+            echo(f"done: step {result.step}/{cfg.training.steps}, last loss {result.losses[-1]:.4f}"
+                 f" (ppl {math.exp(min(finite[-1], 50)) if finite else float('nan'):.1f}),"
+                 f" checkpoint {result.last_checkpoint or 'none'}, exit code {result.exit_code}")
+        return result
+    finally:
+        destroy()
