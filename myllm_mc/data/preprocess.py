@@ -1,0 +1,167 @@
+"""Tokenize corpora into megatron-core indexed datasets, on many worker processes, deterministically.
+
+How: the main process cuts files into raw batches (lines, rows or tar samples); a pool of workers parses,
+validates and tokenizes each batch with one `encode_batch` call and returns flat token arrays; the main process
+appends them in input order (ordered imap), so the output is byte-identical for any --workers. Each worker runs
+its tokenizer single-threaded: --workers N means N cores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .indexed_output import AtomicIndexedWriter, smallest_dtype
+from .progress import Throughput
+from .readers import BadRecord, InputError, RawBatch, SkipLog, parse_record, raw_batches
+from .tokenizer import Tokenizer, replace_lone_surrogates
+
+
+def output_prefix_for(output_prefix: str, key: str) -> str:
+    """Megatron-LM's naming: one dataset per JSON key, `<prefix>_<key>_document`."""
+    return f"{output_prefix}_{key}_document"
+
+
+@dataclass
+class EncodedBatch:
+    tokens: Dict[str, np.ndarray]
+    lengths: Dict[str, np.ndarray]
+    documents: int
+    nbytes: int
+    bad: List[tuple] = field(default_factory=list)      # (reason, file:number)
+    surrogates_replaced: int = 0                        # documents whose lone surrogates became U+FFFD
+
+
+# --- worker side --------------------------------------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _init_worker(tokenizer_path: str, keys: Sequence[str], append_eod: bool, dtype) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"      # one core per worker; --workers sets the parallelism
+    signal.signal(signal.SIGINT, signal.SIG_IGN)         # the main process handles Ctrl-C and cleans up
+    _WORKER.update(tokenizer=Tokenizer(tokenizer_path), keys=list(keys), append_eod=append_eod, dtype=dtype)
+
+
+def encode_raw_batch(batch: RawBatch) -> EncodedBatch:
+    """Parse, validate and tokenize one batch (runs in a worker)."""
+    tok: Tokenizer = _WORKER["tokenizer"]
+    keys, dtype = _WORKER["keys"], _WORKER["dtype"]
+    per_key: Dict[str, List[str]] = {k: [] for k in keys}
+    bad, surrogates = [], 0
+    for number, payload in zip(batch.numbers, batch.payloads):
+        try:
+            texts = parse_record(batch.kind, payload, keys)
+        except BadRecord as record:
+            bad.append((record.reason, f"{batch.file}:{number}"))
+            continue
+        for key, text in zip(keys, texts):
+            fixed, replaced = replace_lone_surrogates(text)
+            surrogates += bool(replaced)
+            per_key[key].append(fixed)
+    tokens, lengths = {}, {}
+    for key in keys:
+        ids = tok.encode_batch(per_key[key])
+        if _WORKER["append_eod"]:
+            for doc in ids:
+                doc.append(tok.eod)
+        lengths[key] = np.fromiter((len(d) for d in ids), dtype=np.int64, count=len(ids))
+        tokens[key] = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths[key].sum()))
+    documents = len(per_key[keys[0]]) if keys else 0
+    return EncodedBatch(tokens, lengths, documents, batch.nbytes, bad, surrogates)
+
+
+# --- main side ----------------------------------------------------------------------------------------------
+@dataclass
+class PreprocessResult:
+    outputs: List[str]
+    documents: int
+    tokens: int
+    nbytes: int
+    seconds: float
+    skips: SkipLog
+    surrogates_replaced: int
+    dtype: str
+    workers: int
+
+    def summary(self) -> str:
+        seconds = max(self.seconds, 1e-9)
+        surrogate = (f"; {self.surrogates_replaced:,} documents had lone surrogates replaced by U+FFFD"
+                     if self.surrogates_replaced else "")
+        return (f"preprocess: {self.documents:,} documents, {self.tokens:,} tokens ({self.dtype}), "
+                f"{self.nbytes / 1e6:,.1f} MB in {self.seconds:.1f} s — {self.documents / seconds:,.0f} docs/s, "
+                f"{self.tokens / seconds:,.0f} tokens/s on {self.workers} workers; {self.skips.describe()}{surrogate}; "
+                f"wrote {', '.join(p + '.{bin,idx}' for p in self.outputs)}")
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _raise_interrupted(signum, frame):
+    raise _Interrupted(f"stopped by signal {signum}")
+
+
+def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, keys: Sequence[str] = ("text",),
+               workers: int = 1, append_eod: bool = True, strict: bool = False, progress: bool = True,
+               batch_records: int = 1024, pool=None) -> PreprocessResult:
+    """Tokenize `files` (in order) into `<output_prefix>_<key>_document.{bin,idx}`; returns counts and throughput.
+
+    workers=0 tokenizes in this process (no pool). `pool` may be a pool made earlier by `make_pool` (MPI mode
+    forks it before MPI starts).
+    """
+    tokenizer = Tokenizer(tokenizer_path)
+    dtype = smallest_dtype(tokenizer.vocab_size)
+    own_pool = pool is None and workers > 0
+    if own_pool:
+        pool = make_pool(tokenizer_path, keys, append_eod, dtype, workers)
+    elif workers == 0:
+        _init_worker(str(tokenizer.path), keys, append_eod, dtype)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupted)
+    writers = {}
+    skips = SkipLog()
+    surrogates = 0
+    try:
+        writers = {k: AtomicIndexedWriter(output_prefix_for(output_prefix, k), dtype) for k in keys}
+        batches = (b for path in files for b in raw_batches(Path(path), keys, max_records=batch_records))
+        results = pool.imap(encode_raw_batch, batches, chunksize=1) if pool else map(encode_raw_batch, batches)
+        with Throughput("preprocess", progress) as meter:
+            for result in results:
+                for reason, where in result.bad:
+                    skips.add(reason, where)
+                if strict and result.bad:
+                    raise skips.strict_error()
+                for key in keys:
+                    writers[key].add_documents(result.tokens[key], result.lengths[key])
+                surrogates += result.surrogates_replaced
+                meter.update(result.documents, sum(int(result.lengths[k].sum()) for k in keys), result.nbytes)
+            outputs = [writers[k].commit() for k in keys]
+        return PreprocessResult(outputs, meter.documents, meter.tokens, meter.bytes, meter.elapsed, skips,
+                                surrogates, np.dtype(dtype).name, max(workers, 1))
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        if own_pool:
+            pool.terminate()
+            own_pool = False
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        if own_pool:
+            pool.close()
+            pool.join()
+
+
+def make_pool(tokenizer_path: str, keys: Sequence[str], append_eod: bool, dtype, workers: int):
+    """Worker processes (fork: no re-import; made before megatron-core or MPI start any threads)."""
+    context = multiprocessing.get_context("fork")
+    return context.Pool(workers, initializer=_init_worker, initargs=(str(tokenizer_path), list(keys), append_eod,
+                                                                     dtype))

@@ -1,0 +1,148 @@
+"""The tokenizer every stage uses: a byte-level BPE `tokenizer.json` (HF `tokenizers`) behind a small class.
+
+Why a wrapper: megatron-core's GPTDataset needs `vocab_size`, `eod` and a JSON-serialisable `unique_identifiers`
+(its index caches are keyed on it); preprocessing needs batched encoding; fine-tuning needs chat formatting with
+a loss mask. The special tokens have fixed ids 0..3 so every tokenizer trained here agrees on them.
+
+Lone surrogates (a Python `str` may hold U+D800..U+DFFF unpaired, e.g. from a JSON escape "\\ud800") cannot be
+encoded as UTF-8, so no byte-level tokenizer can round-trip them. `encode(..., errors="strict")` (the default)
+raises ValueError naming the position; `errors="replace"` encodes each one as U+FFFD (preprocessing does this
+and counts the documents). Every other string, i.e. all valid UTF-8, round-trips exactly: decode(encode(s)) == s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Iterable, List, Sequence, Tuple
+
+EOD = "<|endoftext|>"
+PAD = "<|pad|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+SPECIAL_TOKENS = [EOD, PAD, IM_START, IM_END]          # ids 0, 1, 2, 3 in this order
+CHAT_ROLES = ("system", "user", "assistant")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file that cannot be used; the message is one line with the fix."""
+
+
+def replace_lone_surrogates(text: str) -> Tuple[str, int]:
+    """(text with every unpaired surrogate replaced by U+FFFD, how many were replaced)."""
+    return _SURROGATE.subn("\ufffd", text)
+
+
+class Tokenizer:
+    """Byte-level BPE from a tokenizer.json; what megatron-core's GPTDataset and every stage here accept."""
+
+    def __init__(self, path: str | Path):
+        from tokenizers import Tokenizer as HFTokenizer
+
+        self.path = Path(path)
+        if self.path.is_dir():
+            self.path = self.path / "tokenizer.json"
+        if not self.path.is_file():
+            raise TokenizerError(f"tokenizer not found: {self.path} — fix: train one with "
+                                 f"`python tools/train_tokenizer.py --input data/corpus.jsonl.zst --vocab-size 8192 "
+                                 f"--output {self.path.parent}`")
+        raw = self.path.read_bytes()
+        try:
+            self._tok = HFTokenizer.from_str(raw.decode("utf-8"))
+        except Exception as err:  # tokenizers raises its own Exception type
+            raise TokenizerError(f"{self.path}: not a HF tokenizers tokenizer.json ({err}) — fix: retrain it "
+                                 f"with tools/train_tokenizer.py") from None
+        self._sha256 = hashlib.sha256(raw).hexdigest()
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        ids = [self._tok.token_to_id(t) for t in SPECIAL_TOKENS]
+        if ids[0] is None:
+            raise TokenizerError(f"{self.path}: no {EOD} token — fix: retrain with tools/train_tokenizer.py, which "
+                                 f"adds {', '.join(SPECIAL_TOKENS)}")
+        self.eod, self.pad, self.im_start, self.im_end = (i if i is not None else ids[0] for i in ids)
+        # document text never produces control tokens: a literal "<|endoftext|>" in a book is just text;
+        # a second instance reads them as control tokens, for prompts a program builds (allow_special=True)
+        self._with_special = HFTokenizer.from_str(raw.decode("utf-8"))
+        self._tok.encode_special_tokens = True
+
+    # --- what megatron-core reads -------------------------------------------------------------------------
+    @property
+    def unique_identifiers(self) -> dict:
+        """Keys megatron-core's index caches: a retrained tokenizer must not reuse old sample indices."""
+        return {"class": "myllm_mc.data.tokenizer.Tokenizer", "sha256": self._sha256, "vocab_size": self.vocab_size}
+
+    @property
+    def eos(self) -> int:
+        return self.eod
+
+    def __getstate__(self):   # picklable for DataLoader workers and process pools
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"])
+
+    # --- text <-> ids -------------------------------------------------------------------------------------
+    def encode(self, text: str, errors: str = "strict", allow_special: bool = False) -> List[int]:
+        """Token ids of `text` (no end-of-document appended). errors: "strict" or "replace" (lone surrogates).
+
+        allow_special: read "<|endoftext|>", "<|im_start|>" ... in `text` as their single control ids; by default
+        they are ordinary text (so untrusted documents cannot inject control tokens).
+        """
+        tok = self._with_special if allow_special else self._tok
+        return tok.encode(self._checked(text, errors), add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str], errors: str = "strict") -> List[List[int]]:
+        """Many texts in one call into the Rust side: the fast path preprocessing uses."""
+        try:
+            encodings = self._tok.encode_batch(list(texts), add_special_tokens=False)
+        except TypeError:   # a lone surrogate somewhere in the batch
+            encodings = self._tok.encode_batch([self._checked(t, errors) for t in texts], add_special_tokens=False)
+        return [e.ids for e in encodings]
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def token_to_id(self, token: str):
+        return self._tok.token_to_id(token)
+
+    def id_to_token(self, token_id: int):
+        return self._tok.id_to_token(token_id)
+
+    def _checked(self, text: str, errors: str) -> str:
+        match = _SURROGATE.search(text)
+        if match is None:
+            return text
+        if errors == "replace":
+            return replace_lone_surrogates(text)[0]
+        raise ValueError(f"lone surrogate U+{ord(match.group()):04X} at character {match.start()} cannot be encoded "
+                         f"as UTF-8 — fix: pass errors='replace' to encode it as U+FFFD")
+
+    # --- chat (fine-tuning) -------------------------------------------------------------------------------
+    def encode_chat(self, messages: Sequence[dict], add_generation_prompt: bool = False) -> Tuple[List[int], List[int]]:
+        """ChatML ids and a loss mask that is 1 only on assistant replies (and their <|im_end|>).
+
+        Each message renders as `<|im_start|>ROLE\\nCONTENT<|im_end|>\\n`; the role names are ordinary text.
+        With add_generation_prompt the ids end with `<|im_start|>assistant\\n`, ready for generation.
+        """
+        ids, mask = [], []
+        newline = self.encode("\n")
+        for n, message in enumerate(messages):
+            role, content = message.get("role"), message.get("content")
+            if role not in CHAT_ROLES or not isinstance(content, str):
+                raise ValueError(f"message {n}: expected role in {CHAT_ROLES} and string content, got "
+                                 f"role={role!r} — fix: use {{'role': 'user', 'content': '...'}}")
+            head = [self.im_start] + self.encode(role) + newline
+            body = self.encode(content) + [self.im_end]
+            learn = 1 if role == "assistant" else 0
+            ids += head + body + newline
+            mask += [0] * len(head) + [learn] * len(body) + [0] * len(newline)
+        if add_generation_prompt:
+            head = [self.im_start] + self.encode("assistant") + newline
+            ids += head
+            mask += [0] * len(head)
+        return ids, mask
+
+    def __repr__(self) -> str:
+        return f"Tokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
