@@ -49,6 +49,16 @@ def _resolve(target: str):
     return getattr(module, func_name)
 
 
+def _quiet_third_party() -> None:
+    """megatron-core warns at import that Apex/TE are absent (expected on CPU; the GPU path reports what it uses)
+    and logs dataset-cache chatter at INFO; a CLI user needs neither."""
+    import logging
+    import warnings
+    warnings.filterwarnings("ignore", message=r".*(Transformer Engine and Apex are|Apex is) not installed")
+    warnings.filterwarnings("ignore", message=r"full scope is deprecated")
+    logging.getLogger("megatron").setLevel(logging.WARNING)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     if hasattr(signal, "SIGPIPE") and argv is None:   # `myllm plan ... | head` ends quietly, like any Unix tool
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -72,6 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if func is None:
         print(f"myllm {stage}: not built yet in this version of myllm_mc (see README, 'Status')", file=sys.stderr)
         return NOT_BUILT_EXIT
+    _quiet_third_party()
     from myllm_mc.config import ConfigError
     try:
         return int(func(rest) or 0)

@@ -112,6 +112,7 @@ class CheckpointConfig:
     keep_last: int = 2
     async_save: bool = False
     resume: Optional[str] = None        # None, "auto" (latest under dir) or a path
+    init_from: Optional[str] = None     # model weights only (any layout), when not resuming: fine-tuning, parity
 
 
 @dataclass(frozen=True)

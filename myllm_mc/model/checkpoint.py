@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 
 
-def _keys(chunks) -> list[str]:
-    return ["model"] if len(chunks) == 1 else [f"model{i}" for i in range(len(chunks))]
+def state_keys(count: int) -> list[str]:
+    """The top-level keys of `count` chunks: "model", or "model0", "model1", ... (Megatron-LM's naming)."""
+    return ["model"] if count == 1 else [f"model{i}" for i in range(count)]
 
 
 def sharded_model_state(chunks) -> dict:
     """{"model" | "model<i>": sharded state dict} for this rank's chunks."""
-    return {key: chunk.sharded_state_dict() for key, chunk in zip(_keys(chunks), chunks)}
+    return {key: chunk.sharded_state_dict() for key, chunk in zip(state_keys(len(chunks)), chunks)}
 
 
 def save_model(chunks, directory: str) -> None:
@@ -43,5 +44,5 @@ def load_model(chunks, directory: str) -> None:
         raise FileNotFoundError(f"{directory!r} is not a megatron distributed checkpoint"
                                 " — fix: pass the directory save_model wrote (it holds metadata.json)")
     state = dist_checkpointing.load(sharded_model_state(chunks), directory)
-    for key, chunk in zip(_keys(chunks), chunks):
+    for key, chunk in zip(state_keys(len(chunks)), chunks):
         chunk.load_state_dict(state[key], strict=True)

@@ -29,10 +29,6 @@ from . import checkpoint_store as store
 OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
 
 
-def _model_key(i: int, n: int) -> str:
-    return "model" if n == 1 else f"model{i}"
-
-
 def _layout() -> dict:
     from megatron.core import parallel_state as ps
     return {"tensor": ps.get_tensor_model_parallel_world_size(), "pipeline": ps.get_pipeline_model_parallel_world_size(),
@@ -72,8 +68,14 @@ def _rng_sharded_object(data):
     return ShardedObject("rng_state", data, shape, offset, replica_id=ps.get_data_parallel_rank())
 
 
+def _unwrapped(model: List) -> List:
+    return [chunk.module for chunk in model]          # DDP → GPTModel (or Float16Module around it)
+
+
 def _sharded_state(model: List, optimizer, is_loading: bool, with_rng: bool, rng_data=None) -> dict:
-    state = {_model_key(i, len(model)): chunk.module.sharded_state_dict() for i, chunk in enumerate(model)}
+    from myllm_mc.model import sharded_model_state
+
+    state = sharded_model_state(_unwrapped(model))
     model_only = dict(state)
     if optimizer is not None:
         state["optimizer"] = optimizer.sharded_state_dict(model_only, is_loading=is_loading,
@@ -83,7 +85,8 @@ def _sharded_state(model: List, optimizer, is_loading: bool, with_rng: bool, rng
     return state
 
 
-def save(root: str, step: int, model: List, optimizer, scheduler, consumed_samples: int, meta_extra: dict) -> Path:
+def save(root: str, step: int, model: List, optimizer, scheduler, consumed_samples: int, meta_extra: dict,
+         faults=None) -> Path:
     """Save everything for `step` crash-safely; returns the published directory. Collective: call on all ranks."""
     import torch.distributed as dist
     from megatron.core import dist_checkpointing
@@ -98,6 +101,8 @@ def save(root: str, step: int, model: List, optimizer, scheduler, consumed_sampl
     state["step"] = step
     state["consumed_samples"] = consumed_samples
     dist_checkpointing.save(state, str(tmp))
+    if faults is not None:
+        faults.maybe_kill_in_save(step)
     dist.barrier()
     final = root / store.step_dir_name(step)
     if dist.get_rank() == 0:
@@ -151,8 +156,9 @@ def load(path: Path, model: List, optimizer, scheduler, load_optimizer: bool = T
     state["step"] = None
     state["consumed_samples"] = None
     loaded = dist_checkpointing.load(state, str(path))
-    for i, chunk in enumerate(model):
-        chunk.module.load_state_dict(loaded[_model_key(i, len(model))])
+    from myllm_mc.model.checkpoint import state_keys
+    for key, chunk in zip(state_keys(len(model)), _unwrapped(model)):
+        chunk.load_state_dict(loaded[key])
     if optimizer is not None and load_optimizer:
         optimizer.load_state_dict(loaded["optimizer"])
         _unshare_adam_steps(optimizer)

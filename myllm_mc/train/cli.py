@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="start this many local processes with torchrun (ignored under a launcher)")
     parser.add_argument("--resume", default=None, help="auto (latest under checkpoint.dir) or a checkpoint path")
     parser.add_argument("--poison-step", type=int, action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--kill-in-save-step", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -44,6 +45,8 @@ def main(argv) -> int:
         if overrides:
             command += ["--set", *overrides]
         command += [f"--poison-step={s}" for s in args.poison_step]
+        if args.kill_in_save_step is not None:
+            command.append(f"--kill-in-save-step={args.kill_in_save_step}")
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code")})
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)))
@@ -53,8 +56,14 @@ def main(argv) -> int:
                 code = int(open(env[EXIT_FILE_ENV]).read())
             return code
     cfg = load(args.config, overrides, world_size=launched or args.world_size or 1)
+    from myllm_mc.parallel.state import destroy
+
+    from .faults import Faults
     from .run import run_training
-    code = run_training(cfg, poison_steps=args.poison_step).exit_code
+    try:
+        code = run_training(cfg, Faults(tuple(args.poison_step), args.kill_in_save_step)).exit_code
+    finally:
+        destroy()
     if os.environ.get(EXIT_FILE_ENV) and code != 0:
         with open(os.environ[EXIT_FILE_ENV], "w") as f:
             f.write(str(code))

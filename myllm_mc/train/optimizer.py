@@ -41,8 +41,9 @@ def build_scheduler(cfg: Config, optimizer):
     s, t, o = cfg.schedule, cfg.training, cfg.optimizer
     style = {"cosine": "cosine", "linear": "linear", "constant": "constant", "wsd": "WSD"}[s.decay]
     wsd_steps = max(1, int(round(t.steps * s.wsd_decay_fraction))) if s.decay == "wsd" else None
+    warmup = min(s.warmup_steps, t.steps - 1)   # a smoke run shorter than its warmup warms up over all but one step
     return OptimizerParamScheduler(
-        optimizer, init_lr=0.0, max_lr=o.lr, min_lr=o.min_lr, lr_warmup_steps=s.warmup_steps,
+        optimizer, init_lr=0.0, max_lr=o.lr, min_lr=o.min_lr, lr_warmup_steps=warmup,
         lr_decay_steps=t.steps, lr_decay_style=style, start_wd=o.weight_decay, end_wd=o.weight_decay,
         wd_incr_steps=t.steps, wd_incr_style="constant", use_checkpoint_opt_param_scheduler=True,
         override_opt_param_scheduler=False, wsd_decay_steps=wsd_steps,

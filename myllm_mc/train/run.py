@@ -14,6 +14,8 @@ from myllm_mc.config import Config
 from .callbacks import CallbackList
 from .checkpointing import load as load_checkpoint
 from .checkpointing import resolve_resume
+from .faults import NONE as NO_FAULTS
+from .faults import Faults
 from .diagnostics import InitialLossCheck, LossSpikeDetector, NonFiniteGuard
 from .metrics import MetricsLogger, echo_stderr, measured_cpu_peak_tflops
 from .optimizer import build_optimizer, build_scheduler
@@ -57,24 +59,32 @@ def default_callbacks(cfg: Config, is_logging_rank: bool, echo=print) -> Callbac
     ])
 
 
-def run_training(cfg: Config, poison_steps: Iterable[int] = (), extra_callbacks=()) -> TrainResult:
-    """Train per `cfg` (already resolved for this world size). Collective: every rank calls it."""
+def run_training(cfg: Config, faults: Faults = NO_FAULTS, extra_callbacks=()) -> TrainResult:
+    """Train per `cfg` (already resolved for this world size). Collective: every rank calls it.
+
+    Leaves the torch.distributed process group up (megatron's groups are torn down), so one launch can train
+    several layouts in turn; `myllm_mc.parallel.state.destroy()` ends it.
+    """
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
 
     from myllm_mc.data.datasets import build_data_loader, build_datasets, samples_needed
     from myllm_mc.data.tokenizer import Tokenizer
-    from myllm_mc.model import build_model
+    from myllm_mc.model import build_model, load_model
     from myllm_mc.parallel.state import destroy, init_distributed
 
     init_distributed(cfg, seed=cfg.training.seed)
     try:
-        model = wrap_ddp(cfg, _mixed_precision(cfg, build_model(cfg)))
+        echo = print if dist.get_rank() == 0 else (lambda message: None)
+        resume_from = resolve_resume(cfg.checkpoint.resume, cfg.checkpoint.dir)
+        chunks = build_model(cfg)
+        if resume_from is None and cfg.checkpoint.init_from:
+            load_model(chunks, str(resolve_resume(cfg.checkpoint.init_from, None)))
+            echo(f"initialised weights from {cfg.checkpoint.init_from}")
+        model = wrap_ddp(cfg, _mixed_precision(cfg, chunks))
         optimizer = build_optimizer(cfg, model)
         scheduler = build_scheduler(cfg, optimizer)
         start_step = consumed = 0
-        echo = print if dist.get_rank() == 0 else (lambda message: None)
-        resume_from = resolve_resume(cfg.checkpoint.resume, cfg.checkpoint.dir)
         if resume_from is not None:
             meta = load_checkpoint(resume_from, model, optimizer, scheduler)
             start_step, consumed = meta["step"], meta["consumed_samples"]
@@ -94,8 +104,7 @@ def run_training(cfg: Config, poison_steps: Iterable[int] = (), extra_callbacks=
         callbacks.callbacks.extend(extra_callbacks)
         trainer = Trainer(cfg, model, optimizer, scheduler, make_train_iterator,
                           make_valid_iterator if valid_set is not None else None, callbacks,
-                          start_step=start_step, consumed_samples=consumed, poison_steps=tuple(poison_steps),
-                          echo=echo)
+                          start_step=start_step, consumed_samples=consumed, faults=faults, echo=echo)
         result = trainer.fit()
         if result.losses:
             finite = [x for x in result.losses if math.isfinite(x)]
@@ -104,4 +113,4 @@ def run_training(cfg: Config, poison_steps: Iterable[int] = (), extra_callbacks=
                  f" checkpoint {result.last_checkpoint or 'none'}, exit code {result.exit_code}")
         return result
     finally:
-        destroy()
+        destroy(process_group=False)

@@ -13,6 +13,8 @@ from myllm_mc.config import Config
 
 from . import checkpointing
 from .callbacks import CallbackList, Control, StepRecord
+from .faults import NONE as NO_FAULTS
+from .faults import Faults
 from .signals import PREEMPTED_EXIT, PreemptionHandler
 from .step import DataTimer, global_loss, make_forward_step, optimizer_update
 
@@ -56,7 +58,7 @@ class Trainer:
         self.make_train_iterator, self.make_valid_iterator = make_train_iterator, make_valid_iterator
         self.callbacks, self.echo = callbacks, echo
         self.step, self.consumed_samples = start_step, consumed_samples
-        self.poison_steps = set(poison_steps)
+        self.faults = faults
         self.last_checkpoint: Optional[str] = None
         self.preemption = PreemptionHandler()
         t, p = cfg.training, cfg.parallel
@@ -106,8 +108,8 @@ class Trainer:
         for chunk in self.model:
             chunk.zero_grad_buffer()
         self.optimizer.zero_grad()
-        poison_now = (self.step + 1) in self.poison_steps
-        forward_step = make_forward_step(poison=(lambda: poison_now) if self.poison_steps else None)
+        poison_now = (self.step + 1) in self.faults.poison_steps
+        forward_step = make_forward_step(poison=(lambda: poison_now) if self.faults.poison_steps else None)
         losses = get_forward_backward_func()(
             forward_step_func=forward_step, data_iterator=train_iters if len(train_iters) > 1 else train_iters[0],
             model=self.model, num_microbatches=self.num_microbatches, seq_length=self.cfg.model.seq_length,
@@ -159,7 +161,7 @@ class Trainer:
         meta = {"config": self.cfg.model.name, "tokens_seen": self.consumed_samples * self.cfg.model.seq_length,
                 "parameters": _count_parameters(self.model)}
         path = checkpointing.save(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
-                                  self.consumed_samples, meta)
+                                  self.consumed_samples, meta, self.faults)
         if dist.get_rank() == 0:
             checkpoint_store.prune(self.cfg.checkpoint.dir, self.cfg.checkpoint.keep_last)
         self.last_checkpoint = str(path)
