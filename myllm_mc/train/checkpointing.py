@@ -181,3 +181,15 @@ def resolve_resume(resume: Optional[str], root: Optional[str]) -> Optional[Path]
         raise FileNotFoundError(f"checkpoint.resume: {resume} holds no complete checkpoint"
                                 " — fix: point it at a step_NNNNNNN directory, or use auto")
     return latest
+
+
+def resolve_weights(path: str) -> Path:
+    """For `checkpoint.init_from`: a checkpoint root (its latest), a training checkpoint, or a bare model save."""
+    path = Path(path)
+    if (path / "metadata.json").is_file():           # any megatron distributed checkpoint directory
+        return path
+    latest = store.find_latest(path)
+    if latest is None:
+        raise FileNotFoundError(f"checkpoint.init_from: {path} is not a distributed checkpoint and holds none"
+                                " — fix: point it at a step_NNNNNNN directory, a checkpoint root, or a model save")
+    return latest

@@ -13,7 +13,7 @@ from myllm_mc.config import Config
 
 from .callbacks import CallbackList
 from .checkpointing import load as load_checkpoint
-from .checkpointing import resolve_resume
+from .checkpointing import resolve_resume, resolve_weights
 from .faults import NONE as NO_FAULTS
 from .faults import Faults
 from .diagnostics import InitialLossCheck, LossSpikeDetector, NonFiniteGuard
@@ -79,7 +79,7 @@ def run_training(cfg: Config, faults: Faults = NO_FAULTS, extra_callbacks=()) ->
         resume_from = resolve_resume(cfg.checkpoint.resume, cfg.checkpoint.dir)
         chunks = build_model(cfg)
         if resume_from is None and cfg.checkpoint.init_from:
-            load_model(chunks, str(resolve_resume(cfg.checkpoint.init_from, None)))
+            load_model(chunks, str(resolve_weights(cfg.checkpoint.init_from)))
             echo(f"initialised weights from {cfg.checkpoint.init_from}")
         model = wrap_ddp(cfg, _mixed_precision(cfg, chunks))
         optimizer = build_optimizer(cfg, model)

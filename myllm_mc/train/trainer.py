@@ -53,7 +53,7 @@ def wrap_ddp(cfg: Config, chunks: List) -> List:
 class Trainer:
     def __init__(self, cfg: Config, model: List, optimizer, scheduler, make_train_iterator: Callable[[int], object],
                  make_valid_iterator: Optional[Callable[[], object]], callbacks: CallbackList, start_step: int = 0, consumed_samples: int = 0,
-                 poison_steps: tuple = (), echo=print):
+                 faults: Faults = NO_FAULTS, echo=print):
         self.cfg, self.model, self.optimizer, self.scheduler = cfg, model, optimizer, scheduler
         self.make_train_iterator, self.make_valid_iterator = make_train_iterator, make_valid_iterator
         self.callbacks, self.echo = callbacks, echo
