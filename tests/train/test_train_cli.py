@@ -1,0 +1,127 @@
+"""`myllm train` as users run it: convergence on the shipped corpus, SIGTERM, kill -9 during a save, NaN batches."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from myllm_mc.train import checkpoint_store as store
+from myllm_mc.train.diagnostics import NONFINITE_EXIT
+from myllm_mc.train.signals import PREEMPTED_EXIT
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def train_command(overrides, *extra):
+    return [sys.executable, "-m", "myllm_mc.cli", "train", "configs/tiny.yaml", *extra, "--set", *overrides]
+
+
+def run(overrides, *extra, timeout=600):
+    """Run `myllm train` in its own process group; afterwards the whole group is killed, so a helper process that
+    a crash orphans (dist_checkpointing's writer manager survives a kill -9 of its parent) cannot linger."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(train_command(overrides, *extra), cwd=REPO, env=env, stdout=out, stderr=err,
+                                text=True, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+
+
+def metrics(log_dir):
+    return [json.loads(line) for line in (Path(log_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_loss_goes_down_on_the_shipped_corpus_with_two_processes(tiny_data, tmp_path):
+    """200 steps at DP=2 through `--nproc-per-node 2` (torchrun started by the CLI): ≥ 1.5 nats below ln V."""
+    overrides = tiny_data + ["training.steps=200", "training.eval_interval=50", "training.eval_steps=2",
+                             "logging.log_interval=25", f"logging.dir={tmp_path}", "logging.plot=true",
+                             "logging.tensorboard=true", f"checkpoint.dir={tmp_path / 'ckpt'}",
+                             "checkpoint.save_interval=200"]
+    done = run(overrides, "--nproc-per-node", "2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = metrics(tmp_path)
+    train = [r for r in rows if r["kind"] == "train"]
+    valid = [r for r in rows if r["kind"] == "valid"]
+    print(f"final train loss {train[-1]['loss']:.3f}, valid {[round(r['loss'], 3) for r in valid]}")
+    assert train[-1]["step"] == 200 and train[-1]["loss"] < math.log(8192) - 1.5
+    assert len(valid) == 4 and valid[-1]["loss"] < valid[0]["loss"] - 0.5
+    assert all(r["tokens_per_s"] > 0 and r["tflops_per_gpu"] > 0 and r["mfu"] > 0 for r in train)
+    assert abs(train[-1]["ppl"] - math.exp(train[-1]["loss"])) < 1e-6 * train[-1]["ppl"]
+    assert (tmp_path / "loss.png").stat().st_size > 10_000
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert store.read_meta(store.find_latest(tmp_path / "ckpt"))["layout"]["data"] == 2
+    assert "step 200/200" in done.stdout and "done: step 200/200" in done.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_current_step_and_exits_75(tiny_data, tmp_path):
+    overrides = tiny_data + ["training.steps=500", f"logging.dir={tmp_path}", f"checkpoint.dir={tmp_path / 'ckpt'}",
+                             "checkpoint.save_interval=1000"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
+    proc = subprocess.Popen(train_command(overrides), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        log = tmp_path / "metrics.jsonl"
+        if log.exists() and len(log.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == PREEMPTED_EXIT, out[-3000:]
+    last_step = metrics(tmp_path)[-1]["step"]
+    saved = store.read_meta(store.find_latest(tmp_path / "ckpt"))
+    assert 3 <= saved["step"] == last_step < 500
+    assert "received SIGTERM: saved and exiting for requeue" in out
+
+
+@pytest.mark.slow
+def test_kill_9_during_save_keeps_the_previous_checkpoint_and_resume_continues(tiny_data, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    overrides = tiny_data + ["training.steps=12", f"logging.dir={tmp_path}", f"checkpoint.dir={ckpt}",
+                             "checkpoint.save_interval=4"]
+    crashed = run(overrides, "--kill-in-save-step", "8")
+    assert crashed.returncode == -signal.SIGKILL
+    assert (ckpt / ".tmp-step_0000008").is_dir()                  # the half-published save is still there...
+    assert store.find_latest(ckpt).name == "step_0000004"          # ...and invisible
+    resumed = run(overrides, "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"resumed from {ckpt / 'step_0000004'} at step 4" in resumed.stdout
+    assert store.find_latest(ckpt).name == "step_0000012"
+    assert not list(ckpt.glob(".tmp-*"))
+    steps = [r["step"] for r in metrics(tmp_path) if r["kind"] == "train"]
+    assert steps[-8:] == list(range(5, 13))
+
+
+@pytest.mark.slow
+def test_nan_batches_are_skipped_then_stop_with_a_message(tiny_data, tmp_path):
+    overrides = tiny_data + ["training.steps=6", f"logging.dir={tmp_path / 'a'}", "checkpoint.dir=null",
+                             "diagnostics.max_skipped_steps=1"]
+    once = run(overrides, "--poison-step", "3")
+    assert once.returncode == 0, once.stdout[-3000:] + once.stderr[-3000:]
+    rows = [r for r in metrics(tmp_path / "a") if r["kind"] == "train"]
+    assert [r["skipped"] for r in rows] == [0, 0, 1, 0, 0, 0]
+    assert math.isnan(rows[2]["loss"]) and all(math.isfinite(r["loss"]) for r in rows[3:])
+    assert "step 3: non-finite loss nan" in once.stderr and "update skipped (1/1 allowed)" in once.stderr
+
+    overrides[-3] = f"logging.dir={tmp_path / 'b'}"
+    stopped = run(overrides, "--poison-step", "3", "--poison-step", "4")
+    assert stopped.returncode == NONFINITE_EXIT
+    assert ("stopping at step 4: 2 non-finite steps (3, 4) exceed diagnostics.max_skipped_steps=1;"
+            " last good checkpoint: none saved yet; try a lower optimizer.lr") in stopped.stdout
