@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from myllm_mc.train import checkpoint_store as store
+from myllm_mc.train.checkpoint_cli import describe
 from myllm_mc.train.diagnostics import NONFINITE_EXIT
 from myllm_mc.train.signals import PREEMPTED_EXIT
 
@@ -65,7 +66,9 @@ def test_loss_goes_down_on_the_shipped_corpus_with_two_processes(tiny_data, tmp_
     assert abs(train[-1]["ppl"] - math.exp(train[-1]["loss"])) < 1e-6 * train[-1]["ppl"]
     assert (tmp_path / "loss.png").stat().st_size > 10_000
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    assert store.read_meta(store.find_latest(tmp_path / "ckpt"))["layout"]["data"] == 2
+    info = describe(tmp_path / "ckpt")                              # what `myllm checkpoint inspect` prints
+    assert (info["step"], info["layout"]["data"], info["parameters"]) == (200, 2, 5_245_184)
+    assert info["tokens_seen"] == 200 * 8 * 128
     assert "step 200/200" in done.stdout and "done: step 200/200" in done.stdout
 
 
