@@ -110,7 +110,8 @@ def run_training(cfg: Config, faults: Faults = NO_FAULTS, extra_callbacks=()) ->
             finite = [x for x in result.losses if math.isfinite(x)]
             echo(f"done: step {result.step}/{cfg.training.steps}, last loss {result.losses[-1]:.4f}"
                  f" (ppl {math.exp(min(finite[-1], 50)) if finite else float('nan'):.1f}),"
-                 f" checkpoint {result.last_checkpoint or 'none'}, exit code {result.exit_code}")
+                 f" checkpoint {result.last_checkpoint or 'none'}, exit code {result.exit_code};"
+                 f" callbacks {100 * result.callback_seconds / max(result.step_seconds, 1e-9):.2f}% of step time")
         return result
     finally:
         destroy(process_group=False)

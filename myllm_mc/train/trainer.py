@@ -27,6 +27,8 @@ class TrainResult:
     valid: List[dict] = field(default_factory=list)
     last_checkpoint: Optional[str] = None
     reason: str = ""
+    step_seconds: float = 0.0          # time inside train_step, all steps
+    callback_seconds: float = 0.0      # time inside the callbacks' on_step_end (logging, diagnostics): overhead
 
 
 def wrap_ddp(cfg: Config, chunks: List) -> List:
@@ -78,7 +80,10 @@ class Trainer:
                 record = self.train_step(train_iters)
                 result.losses.append(record.loss)
                 control = Control()
+                started = time.perf_counter()
                 self.callbacks.on_step_end(self, record, control)
+                result.callback_seconds += time.perf_counter() - started
+                result.step_seconds += record.step_time
                 if self.cfg.training.eval_interval and self.step % self.cfg.training.eval_interval == 0:
                     result.valid.append(self.evaluate())
                 if self.preemption.should_stop(_all_reduce_max):
