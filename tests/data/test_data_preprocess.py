@@ -15,7 +15,7 @@ import pytest
 
 from data_helpers import CORPUS, REPO, read_documents, run_tool, write_jsonl, write_parquet, write_webdataset
 from myllm_mc.data.preprocess import preprocess
-from myllm_mc.data.readers import InputError
+from myllm_mc.data.readers import InputError, expand_inputs
 
 
 def _tok_path(tokenizer) -> str:
@@ -145,8 +145,7 @@ def test_strict_and_missing_inputs_are_one_line_errors(tmp_path, small_tokenizer
         proc = run_tool(*full, check=False)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     with pytest.raises(InputError, match="unknown input format"):
-        preprocess_unknown = __import__("myllm_mc.data.readers", fromlist=["expand_inputs"]).expand_inputs
-        preprocess_unknown([str(tmp_path / "x.csv")])
+        expand_inputs([str(tmp_path / "x.csv")])
     assert not list(tmp_path.glob("m_*"))
 
 
