@@ -14,6 +14,8 @@ import os
 import tempfile
 from typing import Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from .indexed_output import pair_paths
 from .readers import InputError
 
@@ -94,10 +96,30 @@ def build_datasets(cfg, tokenizer, num_samples: Tuple[int, int, int]):
     from megatron.core.datasets.gpt_dataset import GPTDataset
 
     config = gpt_dataset_config(cfg, tokenizer)
+    check_splits_not_empty(config.blend[0], cfg.data.split)
     with process_group_for_caching():
         builder = BlendedMegatronDatasetBuilder(GPTDataset, list(num_samples), lambda: True, config)
         train, valid, test = builder.build()
     return train, valid, test
+
+
+def check_splits_not_empty(prefixes: Sequence[str], split: str) -> None:
+    """Refuse a split that gets no documents of some corpus: megatron-core 0.16 would loop forever on it.
+
+    (GPTDataset asks for num_samples × seq_length + 1 tokens and adds epochs of 0 tokens until it has them.)
+    """
+    from megatron.core.datasets.blended_megatron_dataset_config import parse_and_normalize_split
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    weights = parse_and_normalize_split(split)
+    bookends = np.cumsum([0.0] + list(weights))
+    for prefix in prefixes:
+        documents = IndexedDataset(prefix).sequence_lengths.shape[0]
+        for name, weight, beg, end in zip(("train", "valid", "test"), weights, bookends[:-1], bookends[1:]):
+            if weight > 0 and int(round(end * documents)) - int(round(beg * documents)) == 0:
+                raise InputError(f"data.split {split} gives the {name} split 0 of the {documents:,} documents of "
+                                 f"{prefix} — fix: preprocess more documents or set data.split so every used split "
+                                 f"gets at least one (e.g. data.split=90,9,1, or 100,0,0 for train only)")
 
 
 def samples_needed(cfg, eval_runs: Optional[int] = None) -> Tuple[int, int, int]:

@@ -12,7 +12,7 @@ import itertools
 import multiprocessing
 import os
 import signal
-import time
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -129,12 +129,17 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
     writers = {}
     skips = SkipLog()
     surrogates = 0
+    in_flight = threading.Semaphore(4 * max(workers, 1) + 2)   # back-pressure: never read far ahead
+    stop_reading = threading.Event()
     try:
-        writers = {k: AtomicIndexedWriter(output_prefix_for(output_prefix, k), dtype) for k in keys}
-        batches = (b for path in files for b in raw_batches(Path(path), keys, max_records=batch_records))
-        results = pool.imap(encode_raw_batch, batches, chunksize=1) if pool else map(encode_raw_batch, batches)
+        batches = _bounded((b for path in files for b in raw_batches(Path(path), keys, max_records=batch_records)),
+                           in_flight, stop_reading)
         with Throughput("preprocess", progress) as meter:
+            # workers start tokenizing now; importing megatron-core for the writers (seconds) overlaps with it
+            results = pool.imap(encode_raw_batch, batches, chunksize=1) if pool else map(encode_raw_batch, batches)
+            writers = {k: AtomicIndexedWriter(output_prefix_for(output_prefix, k), dtype) for k in keys}
             for result in results:
+                in_flight.release()
                 for reason, where in result.bad:
                     skips.add(reason, where)
                 if strict and result.bad:
@@ -147,6 +152,9 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
         return PreprocessResult(outputs, meter.documents, meter.tokens, meter.bytes, meter.elapsed, skips,
                                 surrogates, np.dtype(dtype).name, max(workers, 1))
     except BaseException:
+        stop_reading.set()                 # unblock the pool's feeder thread so terminate() can join it
+        for _ in range(4 * max(workers, 1) + 2):
+            in_flight.release()
         for writer in writers.values():
             writer.abort()
         if own_pool:
@@ -158,6 +166,15 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
         if own_pool:
             pool.close()
             pool.join()
+
+
+def _bounded(batches, semaphore, stop):
+    """Yield each batch only once a slot is free; the consumer releases a slot per result it has written."""
+    for batch in batches:
+        semaphore.acquire()
+        if stop.is_set():
+            return
+        yield batch
 
 
 def make_pool(tokenizer_path: str, keys: Sequence[str], append_eod: bool, dtype, workers: int):

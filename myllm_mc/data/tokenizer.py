@@ -95,10 +95,12 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str], errors: str = "strict") -> List[List[int]]:
         """Many texts in one call into the Rust side: the fast path preprocessing uses."""
+        # encode_batch_fast skips character offsets, which nothing here needs (~20% faster)
+        encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
         try:
-            encodings = self._tok.encode_batch(list(texts), add_special_tokens=False)
+            encodings = encode(list(texts), add_special_tokens=False)
         except TypeError:   # a lone surrogate somewhere in the batch
-            encodings = self._tok.encode_batch([self._checked(t, errors) for t in texts], add_special_tokens=False)
+            encodings = encode([self._checked(t, errors) for t in texts], add_special_tokens=False)
         return [e.ids for e in encodings]
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from data_helpers import CORPUS, REPO, read_documents, run_tool, write_jsonl, write_parquet, write_webdataset
 from myllm_mc.data.preprocess import preprocess
-from myllm_mc.data.readers import InputError
+from myllm_mc.data.readers import InputError, expand_inputs
 
 
 def _tok_path(tokenizer) -> str:
@@ -145,8 +145,7 @@ def test_strict_and_missing_inputs_are_one_line_errors(tmp_path, small_tokenizer
         proc = run_tool(*full, check=False)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     with pytest.raises(InputError, match="unknown input format"):
-        preprocess_unknown = __import__("myllm_mc.data.readers", fromlist=["expand_inputs"]).expand_inputs
-        preprocess_unknown([str(tmp_path / "x.csv")])
+        expand_inputs([str(tmp_path / "x.csv")])
     assert not list(tmp_path.glob("m_*"))
 
 
@@ -179,3 +178,18 @@ def test_interrupted_run_leaves_no_valid_looking_output(tmp_path, corpus_docs, s
     small = write_jsonl(tmp_path / "small.jsonl", corpus_docs[:5])
     preprocess([small], str(prefix), _tok_path(small_tokenizer), workers=0, progress=False)
     assert sorted(p.name for p in tmp_path.glob("out_*")) == ["out_text_document.bin", "out_text_document.idx"]
+
+
+def test_strict_stops_promptly_with_many_batches_in_flight(tmp_path, corpus_docs, small_tokenizer):
+    """The reader runs ahead of the writer; a strict stop must not hang waiting for it."""
+    path = write_jsonl(tmp_path / "big.jsonl", corpus_docs * 2)
+    with open(path, "ab") as f:
+        f.write(b"{broken\n")
+    with open(path, "rb") as f:
+        lines = f.read().splitlines(keepends=True)
+    path.write_bytes(lines[0] + b"{broken\n" + b"".join(lines[1:]))
+    start = time.time()
+    proc = run_tool("tools/preprocess_data.py", "--input", path, "--output-prefix", tmp_path / "s", "--tokenizer",
+                    _tok_path(small_tokenizer), "--workers", "1", "--strict", check=False, timeout=120)
+    assert proc.returncode == 2 and f"{path}:2 (malformed_json)" in proc.stderr
+    assert time.time() - start < 60 and not list(tmp_path.glob("s_*"))
