@@ -7,6 +7,7 @@ the same format keeps that path, data time included, while needing no corpus (th
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 from typing import List
@@ -49,6 +50,16 @@ def synthetic_overrides(directory: str | Path, vocab_size: int, tokens_needed: i
     total = max(DOCUMENT_TOKENS, min(int(tokens_needed), MAX_TOKENS))
     documents = -(-total // DOCUMENT_TOKENS)
     marker = directory / "tokens.json"
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:      # ranks started by srun/torchrun all arrive here at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _write_if_missing(directory, tokenizer, prefix, marker, vocab_size, documents, seed)
+    return [f"data.tokenizer={tokenizer}", f"data.blend=[{prefix}]", "data.split=100,0,0",
+            f"data.cache_dir={directory / 'cache'}"]
+
+
+def _write_if_missing(directory: Path, tokenizer: Path, prefix: str, marker: Path, vocab_size: int, documents: int,
+                      seed: int) -> None:
     complete = all(Path(p).is_file() for p in pair_paths(prefix)) and tokenizer.is_file()
     if not (complete and marker.is_file() and json.loads(marker.read_text())["documents"] >= documents):
         write_tokenizer(tokenizer, vocab_size)
@@ -60,5 +71,3 @@ def synthetic_overrides(directory: str | Path, vocab_size: int, tokens_needed: i
         writer.add_documents(tokens, [DOCUMENT_TOKENS] * documents)
         writer.commit()
         marker.write_text(json.dumps({"documents": documents, "vocab_size": vocab_size}))
-    return [f"data.tokenizer={tokenizer}", f"data.blend=[{prefix}]", "data.split=100,0,0",
-            f"data.cache_dir={directory / 'cache'}"]
