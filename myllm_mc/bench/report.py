@@ -76,7 +76,8 @@ def write_tables(rows: Sequence[dict], skipped: Sequence[dict], out_dir: Path, e
 
 
 def plot_sweep(rows: Sequence[dict], path: Path, title: str, memory_limit: Optional[int] = None) -> Path:
-    """Two bar panels over the completed layouts: tokens/s per GPU, and memory per GPU (measured vs planner)."""
+    """Two bar panels over the completed layouts: tokens/s per GPU (the best that fits in green), and memory per
+    GPU, measured beside the planner's prediction."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -85,7 +86,9 @@ def plot_sweep(rows: Sequence[dict], path: Path, title: str, memory_limit: Optio
     labels = [r["layout"] for r in done]
     x = range(len(done))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 0.7 * len(done) + 3), 7), dpi=110, sharex=True)
-    top.bar(x, [r["tokens_per_s_per_gpu"] for r in done], color="tab:blue")
+    best = best_layout(done, memory_limit)
+    top.bar(x, [r["tokens_per_s_per_gpu"] for r in done],
+            color=["tab:green" if r is best else "tab:blue" for r in done])
     top.set_ylabel("tokens/s per GPU")
     top.set_title(title)
     width = 0.4
@@ -93,8 +96,11 @@ def plot_sweep(rows: Sequence[dict], path: Path, title: str, memory_limit: Optio
                color="tab:orange")
     bottom.bar([i + width / 2 for i in x], [r["planner_memory"] / MIB for r in done], width, label="planner",
                color="tab:gray")
-    if memory_limit:
+    tallest = max([r["memory_max"] for r in done] + [r["planner_memory"] for r in done], default=0)
+    if memory_limit and memory_limit <= 1.5 * tallest:     # a far-off limit would flatten every bar
         bottom.axhline(memory_limit / MIB, color="tab:red", linestyle="--", label="memory limit")
+    elif memory_limit:
+        bottom.set_title(f"memory limit {memory_limit / 2**30:.1f} GiB per GPU (off scale)", fontsize=9)
     bottom.set_ylabel("memory per GPU (MiB)")
     bottom.set_xticks(list(x))
     bottom.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
