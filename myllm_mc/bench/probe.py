@@ -100,6 +100,11 @@ class MemoryWatcher:
     def __enter__(self):
         import torch
         if self.cuda:
+            # the rank's own GPU (init_distributed picks it the same way); else every rank would touch GPU 0
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            import gc
+            gc.collect()
+            torch.cuda.empty_cache()          # the previous run's cached blocks are not this run's memory
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             self.baseline = 0
