@@ -116,7 +116,8 @@ def run_megatron_lm(checkout: str, cfg: Config, nproc: int, warmup: int, steps: 
 def first_error(log: str) -> str:
     """The line that says why a Python process died (the exception line, else the last line)."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
-    for line in lines:
-        if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", line) and "ChildFailedError" not in line:
-            return line[:300]
-    return lines[-1][:300] if lines else "no output"
+    errors = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", line)
+              and "ChildFailedError" not in line]
+    clean = [line for line in errors if "  " not in line]       # ranks' tracebacks interleave on one stream
+    found = clean or errors
+    return found[0][:300] if found else (lines[-1][:300] if lines else "no output")
