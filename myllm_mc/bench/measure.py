@@ -17,6 +17,8 @@ import statistics
 from typing import List, Sequence
 
 from myllm_mc.config import Config
+from myllm_mc.train.metrics import flops_per_step as step_flops   # the same count as training metrics
+from myllm_mc.train.metrics import peak_tflops
 
 
 def bench_overrides(warmup: int, steps: int, log_dir: str) -> List[str]:
@@ -25,15 +27,6 @@ def bench_overrides(warmup: int, steps: int, log_dir: str) -> List[str]:
     return [f"training.steps={total}", "training.eval_interval=0", "checkpoint.dir=null", "checkpoint.resume=null",
             "checkpoint.init_from=null", f"logging.dir={log_dir}", "logging.tensorboard=false",
             "logging.plot=false", f"logging.log_interval={total}"]
-
-
-def step_flops(cfg: Config) -> float:
-    """Model FLOPs of one optimizer step: the planner's function, at the vocabulary padded for this tensor size."""
-    from myllm_mc.plan.flops import flops_per_iteration
-    from myllm_mc.plan.params import padded_vocab_size
-
-    return flops_per_iteration(cfg.model, cfg.training.global_batch_size,
-                               padded_vocab=padded_vocab_size(cfg.model, cfg.parallel.tensor))
 
 
 def microbatches(cfg: Config) -> int:
@@ -67,25 +60,6 @@ def _import_training_modules() -> None:
     import megatron.core.pipeline_parallel  # noqa: F401
     import myllm_mc.data.datasets  # noqa: F401
     import myllm_mc.model  # noqa: F401
-
-
-_PEAK = {}
-
-
-def peak_tflops(cfg: Config):
-    """(peak TFLOP/s per device, label). GPU: the planner's table for plan.gpu; CPU: measured once per process
-    (best of 20 matmuls, so every run of a sweep shares one denominator), and labelled as measured."""
-    import torch
-
-    if torch.cuda.is_available():
-        from myllm_mc.plan.hardware import gpu_spec
-        spec = gpu_spec(cfg.plan.gpu)
-        return spec.peak_flops(cfg.model.precision) / 1e12, f"{spec.label} dense {cfg.model.precision} peak"
-    from myllm_mc.train.metrics import measured_cpu_peak_tflops
-    threads = torch.get_num_threads()
-    if threads not in _PEAK:
-        _PEAK[threads] = measured_cpu_peak_tflops(repeats=20)
-    return _PEAK[threads], f"CPU fp32 matmul peak, measured ({threads} thread(s)/rank)"
 
 
 def run_benchmark(cfg: Config, warmup: int) -> dict:

@@ -163,5 +163,32 @@ def measured_cpu_peak_tflops(size: int = 1024, seconds: float = 0.5) -> float:
     return 2 * size ** 3 / best / 1e12
 
 
+def flops_per_step(cfg) -> float:
+    """Model FLOPs of one optimizer step: the planner's function at the vocabulary padded for this tensor size,
+    so training metrics, the benchmark and `myllm plan` count identically."""
+    from myllm_mc.plan.flops import flops_per_iteration
+    from myllm_mc.plan.params import padded_vocab_size
+
+    return flops_per_iteration(cfg.model, cfg.training.global_batch_size,
+                               padded_vocab=padded_vocab_size(cfg.model, cfg.parallel.tensor))
+
+
+_CPU_PEAK: dict = {}
+
+
+def peak_tflops(cfg):
+    """(peak TFLOP/s per device, label): the GPU table's dense peak for plan.gpu at the run's precision; on CPU a
+    measured FP32 matmul peak, once per process and thread count (every run of a sweep shares one denominator)."""
+    import torch
+    if torch.cuda.is_available():
+        from myllm_mc.plan.hardware import gpu_spec
+        spec = gpu_spec(cfg.plan.gpu)
+        return spec.peak_flops(cfg.model.precision) / 1e12, f"{spec.label} dense {cfg.model.precision} peak"
+    threads = torch.get_num_threads()
+    if threads not in _CPU_PEAK:
+        _CPU_PEAK[threads] = measured_cpu_peak_tflops()
+    return _CPU_PEAK[threads], f"CPU fp32 matmul peak, measured ({threads} thread(s)/rank)"
+
+
 def echo_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)

@@ -17,7 +17,7 @@ from .checkpointing import resolve_resume, resolve_weights
 from .faults import NONE as NO_FAULTS
 from .faults import Faults
 from .diagnostics import InitialLossCheck, LossSpikeDetector, NonFiniteGuard
-from .metrics import MetricsLogger, echo_stderr, measured_cpu_peak_tflops
+from .metrics import MetricsLogger, echo_stderr, flops_per_step, peak_tflops
 from .optimizer import build_optimizer, build_scheduler
 from .trainer import Trainer, TrainResult, wrap_ddp
 
@@ -30,24 +30,10 @@ def _mixed_precision(cfg: Config, chunks):
     return [Float16Module(chunk.config, chunk) for chunk in chunks]
 
 
-def _peak_tflops(cfg: Config):
-    """The MFU denominator: the GPU table's dense peak on GPU; on CPU a measured FP32 matmul peak, labelled so."""
-    import torch
-    if torch.cuda.is_available():
-        from myllm_mc.plan.hardware import gpu_spec
-        spec = gpu_spec(cfg.plan.gpu)
-        return spec.peak_flops(cfg.model.precision) / 1e12, f"{spec.label} {cfg.model.precision} peak"
-    return measured_cpu_peak_tflops(), "CPU fp32 matmul peak, measured"
-
-
 def default_callbacks(cfg: Config, is_logging_rank: bool, echo=print) -> CallbackList:
-    from myllm_mc.plan.flops import flops_per_iteration
-    from myllm_mc.plan.params import padded_vocab_size
-
     warn = echo_stderr if is_logging_rank else (lambda message: None)
-    peak, label = _peak_tflops(cfg)
-    flops = flops_per_iteration(cfg.model, cfg.training.global_batch_size,
-                                padded_vocab=padded_vocab_size(cfg.model, cfg.parallel.tensor))
+    peak, label = peak_tflops(cfg)
+    flops = flops_per_step(cfg)
     d = cfg.diagnostics
     return CallbackList([
         InitialLossCheck(cfg.model.vocab_size, d.init_loss_tolerance, warn),
