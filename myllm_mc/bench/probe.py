@@ -1,10 +1,9 @@
 """What the benchmark measures inside the real training loop, as a callback plus a memory watcher.
 
 Why a callback: the benchmark must time the step `myllm train` runs, not a copy of it. `StepRecord` already
-carries the step's wall time and its data wait; the optimizer's share is taken by wrapping the three calls
-`train.step.optimizer_update` makes on the optimizer *instance* (prepare_grads → get_grad_norm → clip →
-step_with_ready_grads), so the loop itself is untouched. Forward/backward is the rest of the step (including the
-gradient reduce-scatter that megatron's schedule runs at its end and the loss all-reduce).
+carries the step's wall time, its data wait and the optimizer update's time (grad norm, clip, Adam, param
+all-gather), all measured by the loop itself. Forward/backward is the rest of the step (including the gradient
+reduce-scatter that megatron's schedule runs at its end and the loss all-reduce).
 """
 
 from __future__ import annotations
@@ -18,13 +17,6 @@ from typing import List
 from myllm_mc.train.callbacks import Callback, Control, StepRecord
 
 
-def _synchronize() -> None:
-    """On a GPU kernels run asynchronously: a timer is only honest after the queue drains."""
-    import torch
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 @dataclass
 class StepTiming:
     step: int
@@ -35,39 +27,17 @@ class StepTiming:
 
 
 class StepProbe(Callback):
-    """Records per-step timings after `warmup` steps; the optimizer timer wraps the optimizer instance."""
+    """Records per-step timings after `warmup` steps."""
 
     def __init__(self, warmup: int):
         self.warmup = warmup
         self.timings: List[StepTiming] = []
         self.losses: List[float] = []
-        self._opt_start = None
-        self._opt_end = None
-
-    def on_train_start(self, trainer) -> None:
-        optimizer = trainer.optimizer
-        for name, starts, ends in (("prepare_grads", True, True), ("get_grad_norm", False, True),
-                                   ("step_with_ready_grads", False, True)):
-            setattr(optimizer, name, self._timed(getattr(optimizer, name), starts, ends))
-
-    def _timed(self, method, starts: bool, ends: bool):
-        def wrapper(*args, **kwargs):
-            if starts:
-                _synchronize()            # the backward's kernels belong to forward/backward, not the optimizer
-                self._opt_start = time.perf_counter()
-            result = method(*args, **kwargs)
-            if ends:
-                _synchronize()
-                self._opt_end = time.perf_counter()
-            return result
-        return wrapper
 
     def on_step_end(self, trainer, record: StepRecord, control: Control) -> None:
         self.losses.append(record.loss)
-        optimizer_time = (self._opt_end - self._opt_start) if self._opt_start is not None else 0.0
-        self._opt_start = self._opt_end = None
         if record.step > self.warmup:
-            self.timings.append(StepTiming(record.step, record.step_time, record.data_time, optimizer_time,
+            self.timings.append(StepTiming(record.step, record.step_time, record.data_time, record.optimizer_time,
                                            record.loss))
 
 

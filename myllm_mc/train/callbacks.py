@@ -24,6 +24,7 @@ class StepRecord:
     data_time: float                # seconds spent waiting for data inside the step
     consumed_samples: int           # sequences consumed so far (after this step)
     skipped: bool = False           # update skipped (non-finite loss or gradient)
+    optimizer_time: float = 0.0     # seconds in the update (grad norm, clip, Adam, param all-gather)
     extra: dict = field(default_factory=dict)
 
 

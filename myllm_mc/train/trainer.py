@@ -120,8 +120,11 @@ class Trainer:
             model=self.model, num_microbatches=self.num_microbatches, seq_length=self.cfg.model.seq_length,
             micro_batch_size=self.cfg.training.micro_batch_size, decoder_seq_length=self.cfg.model.seq_length,
             forward_only=False)
-        loss = global_loss(losses)
+        loss = global_loss(losses)                       # a host sync: the backward has finished here
+        optimizer_start = time.perf_counter()
         applied, grad_norm = optimizer_update(self.optimizer, self.scheduler, loss)
+        _synchronize()
+        optimizer_time = time.perf_counter() - optimizer_start
         self.step += 1
         self.consumed_samples += self.cfg.training.global_batch_size
         data_time = sum(it.seconds for it in train_iters) / len(train_iters)
@@ -130,6 +133,7 @@ class Trainer:
         return StepRecord(step=self.step, loss=loss, grad_norm=grad_norm, lr=self._lr(), tokens=self.cfg.tokens_per_step,
                           step_time=time.perf_counter() - start, data_time=data_time,
                           consumed_samples=self.consumed_samples, skipped=not applied,
+                          optimizer_time=optimizer_time,
                           extra={"global_batch_size": self.cfg.training.global_batch_size})
 
     def evaluate(self) -> dict:
@@ -180,6 +184,13 @@ class Trainer:
     def _lr(self) -> float:
         groups = self.optimizer.param_groups
         return float(next((g["lr"] for g in groups if g.get("default_config", True)), groups[0]["lr"]))
+
+
+def _synchronize() -> None:
+    """GPU kernels run asynchronously: a timer is only honest once the queue has drained."""
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _all_reduce_max(flag: int) -> int:
