@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 from myllm_mc.train.callbacks import Callback, Control, StepRecord

@@ -15,13 +15,13 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
 from .indexed_output import AtomicIndexedWriter, smallest_dtype
 from .progress import Throughput
-from .readers import BadRecord, InputError, RawBatch, SkipLog, parse_record, raw_batches
+from .readers import BadRecord, RawBatch, SkipLog, parse_record, raw_batches
 from .tokenizer import Tokenizer, replace_lone_surrogates
 
 

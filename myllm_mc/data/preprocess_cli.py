@@ -85,7 +85,7 @@ def run(argv, prog: str) -> int:
 
 def _run_mpi(args, files: List[Path], tokenizer: str, prog: str) -> int:
     from .indexed_output import smallest_dtype
-    from .preprocess import make_pool, output_prefix_for, preprocess
+    from .preprocess import make_pool, preprocess
     from .tokenizer import Tokenizer
 
     dtype = smallest_dtype(Tokenizer(tokenizer).vocab_size)

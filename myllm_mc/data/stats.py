@@ -6,7 +6,7 @@ the planner turns one into the other with `data.bytes_per_token`, which this mea
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 

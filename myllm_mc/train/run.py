@@ -7,7 +7,6 @@ resume → data (positioned at the checkpoint's consumed samples) → loop.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
 
 from myllm_mc.config import Config
 

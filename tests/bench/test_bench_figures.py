@@ -1,8 +1,6 @@
 """The benchmark's arithmetic: FLOPs from the planner's formula (checked by hand for the 1B preset), TFLOP/s and
 shares from measured seconds, the pipeline-bubble formula, layout names."""
 
-import math
-import statistics
 
 import pytest
 

@@ -54,5 +54,5 @@ def test_two_layout_sweep_writes_csv_and_png_and_lists_the_invalid_one(tmp_path)
     fastest = max(table["runs"], key=lambda r: r["tokens_per_s_per_gpu"])
     assert table["best"] == fastest["layout"]
     assert "skipped parallel.tensor=4" in done.stdout
-    assert f"best layout that fits" in done.stdout and done.stdout.strip().splitlines()[-1].startswith(
+    assert "best layout that fits" in done.stdout and done.stdout.strip().splitlines()[-1].startswith(
         "benchmark: 2 run(s) measured, 1 skipped")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from data_helpers import CORPUS, run_tool
-from myllm_mc.data.tokenizer import EOD, IM_END, IM_START, PAD, SPECIAL_TOKENS, Tokenizer, TokenizerError
+from myllm_mc.data.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
 
 ADVERSARIAL = [
     "",
