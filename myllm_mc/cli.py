@@ -59,6 +59,7 @@ def _quiet_third_party() -> None:
     # megatron-core 0.16.1 calls collectives that torch 2.13 deprecated, and reads `.grad` of non-leaf views
     warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"The \.grad attribute of a Tensor that is not a leaf Tensor")
+
     logging.getLogger("megatron").setLevel(logging.WARNING)
     # "Building a BlendedDataset for a single MegatronDataset": a WARNING for the common one-corpus case
     logging.getLogger("megatron.core.datasets.blended_megatron_dataset_builder").setLevel(logging.ERROR)

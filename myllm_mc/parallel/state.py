@@ -11,6 +11,7 @@ creates anything, so every later megatron call finds the CPU.
 from __future__ import annotations
 
 import random
+import warnings
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,6 +71,8 @@ def init_distributed(cfg: Config, seed: int | None = None, timeout_minutes: int 
     spec = resolve_spec(cfg.model)
     if not cuda_available():
         cpu_backend.install()
+        # megatron's advice to set CUDA_DEVICE_MAX_CONNECTIONS (a CUDA stream setting) means nothing on CPU
+        warnings.filterwarnings("ignore", message=r"When using async grad allreduce it is recommended")
     if not dist.is_initialized():
         _init_process_group(backend, timeout_minutes)
     p = cfg.parallel
