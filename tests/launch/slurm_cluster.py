@@ -67,7 +67,8 @@ class SlurmCluster:
             "SchedulerParameters=sched_interval=2,bf_interval=5,sched_min_interval=0",
             "MpiDefault=none", "ReturnToService=2", "JobRequeue=1", "MailProg=/bin/true",
             "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none",
-            "KillWait=10", "InactiveLimit=0", "MinJobAge=300",
+            "KillWait=10", "InactiveLimit=0",
+            "MinJobAge=4",   # sbatch --wait backs off (2 s ×4 … 32 s) only while its sleep < MinJobAge/2: 2 s here
             f"{node} State=UNKNOWN",
             f"PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO",
         ]) + "\n")
