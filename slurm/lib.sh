@@ -49,6 +49,10 @@ myllm_init() {
     else
         MYLLM_CPU_TEST=""
     fi
+    # trap from the start: USR1/TERM during the config check would otherwise kill this shell (bash's default)
+    MYLLM_SIGNALLED="" MYLLM_STEP_PID=""
+    trap '_myllm_forward USR1' USR1
+    trap '_myllm_forward TERM' TERM
 }
 
 # Processes the allocation will start: SLURM_NTASKS, or nodes × tasks per node when only those were given.
@@ -86,9 +90,13 @@ _myllm_forward() {         # trap handler: remember the signal, pass it to the r
 
 # srun "$@" on every task of the allocation, in the background, forwarding USR1/TERM; sets MYLLM_STEP_EXIT.
 myllm_step() {
-    MYLLM_SIGNALLED=""
-    trap '_myllm_forward USR1' USR1
-    trap '_myllm_forward TERM' TERM
+    if [[ -n $MYLLM_SIGNALLED ]]; then        # the time is up before training began: come back later
+        myllm_log "SIG$MYLLM_SIGNALLED arrived before the step started: not starting it"
+        MYLLM_STEP_EXIT=$PREEMPTED_EXIT
+        return
+    fi
+    # --kill-on-bad-exit=0 even where the site defaults to 1: exit 75 is "non-zero", and the first rank to exit
+    # must not kill the others while they finish the same collective save
     srun --kill-on-bad-exit=0 "${CONTAINER_ARGS[@]}" "$@" &
     MYLLM_STEP_PID=$!
     while kill -0 "$MYLLM_STEP_PID" 2>/dev/null; do

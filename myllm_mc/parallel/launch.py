@@ -185,9 +185,10 @@ def local_device(local_rank: int, device_count: int) -> int:
 def rendezvous_address(env: Optional[Env] = None) -> Optional[str]:
     """`tcp://ADDR:PORT` where the ranks meet, or None for a single unlaunched process (it picks its own).
 
-    Called by `state.init_distributed` on every rank (a collective under MPI). With the real environment it also
-    exports the torchrun-style variables (`export_torch_env`)."""
+    Called by `state.init_distributed` on every rank (a collective under MPI). Under srun or mpirun, with the real
+    environment, it also exports the torchrun-style variables (`export_torch_env`); never for a process no
+    launcher started (a test session's RANK=0 WORLD_SIZE=1 would leak into every torchrun/mpirun it spawns)."""
     info = detect(env)
-    if env is None:
+    if env is None and info.launcher in ("mpi", "slurm"):
         export_torch_env(info)
     return info.address

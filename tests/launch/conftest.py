@@ -20,7 +20,7 @@ def slurm(tmp_path_factory):
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
     try:
         cluster.start()
-        print(f"\nslurm setup: {cluster.setup_seconds:.1f} s (munged + slurmctld + slurmd until the node is idle)")
+        print(f"\nslurm setup: {cluster.setup_seconds:.2f} s (munged + slurmctld + slurmd until the node is idle)")
         yield cluster
     finally:
         cluster.stop()

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,6 +65,7 @@ def sbatch(cluster: SlurmCluster, script: str, submit_dir: Path, env: dict, *opt
     """`sbatch [--wait] OPTIONS slurm/SCRIPT` from `submit_dir` (logs/ goes there), the CPU test mode on."""
     (submit_dir / "logs").mkdir(parents=True, exist_ok=True)
     environment = dict(cluster.env, **subprocess_env(MYLLM_HOME=str(REPO), SBATCH_GPUS_PER_NODE="0",
+                                                     PYTHON=sys.executable,
                                                      OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"),
                        **env)
     environment.pop("OMP_NUM_THREADS")          # the script sizes it from --cpus-per-task

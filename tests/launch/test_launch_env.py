@@ -2,6 +2,7 @@
 launcher yields the same rank, world size, local rank and one rendezvous address shared by all ranks."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -126,3 +127,17 @@ def test_real_srun_and_mpirun_give_each_task_its_place(slurm, tmp_path):
     got = probes(mpi.stdout)
     assert [g[:4] for g in got] == [["mpi", 0, 2, 0], ["mpi", 1, 2, 1]], mpi.stdout + mpi.stderr
     assert got[0][4] == got[1][4] and got[0][4].startswith("tcp://127.0.0.1:")
+
+
+def test_only_launched_processes_export_torchrun_variables(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "MYLLM_LAUNCHER"):
+        monkeypatch.delenv(key, raising=False)
+    for key in [k for k in list(os.environ) if k.startswith(("SLURM_", "OMPI_", "PMI_"))]:
+        monkeypatch.delenv(key)
+    assert launch.rendezvous_address() is None and "RANK" not in os.environ      # a plain process: nothing
+    for key, value in SLURM_STEP.items():
+        monkeypatch.setenv(key, value)
+    assert launch.rendezvous_address() == "tcp://gpu07:29872"
+    assert [os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")] == \
+        ["3", "8", "3", "gpu07", "29872"]
+    assert detect().address == "tcp://gpu07:29872" and launch.launcher_rank() == 3       # still the same place

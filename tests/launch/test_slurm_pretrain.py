@@ -76,4 +76,5 @@ def test_a_bad_override_fails_in_the_batch_shell_before_srun(slurm, launch_data,
     assert done.returncode == 2, log
     errors = [line for line in log.splitlines() if line.startswith("config error: ")]
     assert len(errors) == 1 and "not divisible by tensor 3" in errors[0] and "fix:" in errors[0]
-    assert "config check failed" in log and "0: " not in log and not (tmp_path / "run").exists()
+    assert "config check failed" in log and not (tmp_path / "run").exists()
+    assert not [line for line in log.splitlines() if re.match(r"\d+: ", line)]      # no task ever started
