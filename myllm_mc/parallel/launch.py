@@ -153,19 +153,26 @@ def launcher_world_size(env: Optional[Env] = None) -> Optional[int]:
     return None
 
 
+_RANK_KEYS = {"torchrun": ("RANK",), "mpi": ("OMPI_COMM_WORLD_RANK", "PMI_RANK"), "slurm": ("SLURM_PROCID",)}
+_LOCAL_RANK_KEYS = {"torchrun": ("LOCAL_RANK",), "mpi": ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"),
+                    "slurm": ("SLURM_LOCALID",)}
+
+
+def _rank_from(table: dict, env: Env) -> int:
+    # the detected launcher's variable; in a partial environment (no launcher detected) the first one present,
+    # which is 0 in a Slurm batch shell, the only such environment a launcher makes
+    keys = table.get(which_launcher(env)) or tuple(k for group in table.values() for k in group)
+    return _int(env, *keys) or 0
+
+
 def launcher_rank(env: Optional[Env] = None) -> int:
     """This process's global rank (0 without a launcher). No communication."""
-    env = os.environ if env is None else env
-    keys = {"torchrun": ("RANK",), "mpi": ("OMPI_COMM_WORLD_RANK", "PMI_RANK"), "slurm": ("SLURM_PROCID",)}
-    return _int(env, *keys.get(which_launcher(env), ())) or 0
+    return _rank_from(_RANK_KEYS, os.environ if env is None else env)
 
 
 def launcher_local_rank(env: Optional[Env] = None) -> int:
     """This process's rank on its node, which picks its GPU (0 without a launcher). No communication."""
-    env = os.environ if env is None else env
-    keys = {"torchrun": ("LOCAL_RANK",), "mpi": ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"),
-            "slurm": ("SLURM_LOCALID",)}
-    return _int(env, *keys.get(which_launcher(env), ())) or 0
+    return _rank_from(_LOCAL_RANK_KEYS, os.environ if env is None else env)
 
 
 def local_device(local_rank: int, device_count: int) -> int:
