@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo")
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scontrol", "scancel", "sinfo", "squeue")
 
 
 def missing_binaries() -> list[str]:
@@ -99,7 +99,17 @@ class SlurmCluster:
         return "\n".join(out)
 
     def stop(self) -> None:
-        """Stop slurmd, slurmctld, then munged by the PIDs they wrote; wait for each to go."""
+        """Cancel what is still queued or running (a failed test may leave a job: its slurmstepd and tasks would
+        outlive slurmd), then stop slurmd, slurmctld and munged by the PIDs they wrote, waiting for each."""
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i"], env=self.env, capture_output=True, text=True).stdout
+        if jobs.split():
+            subprocess.run(["scancel", "--signal=KILL", "--full", *jobs.split()], env=self.env, capture_output=True)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and subprocess.run(
+                    ["squeue", "-h", "-t", "R,CG", "-o", "%i"], env=self.env, capture_output=True,
+                    text=True).stdout.strip():
+                time.sleep(0.5)
+            subprocess.run(["scancel", *jobs.split()], env=self.env, capture_output=True)
         for pid_file in (self.root / "slurmd.pid", self.root / "slurmctld.pid", self.root / "munge" / "munged.pid"):
             try:
                 pid = int(pid_file.read_text().split()[0])
