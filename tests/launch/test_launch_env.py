@@ -130,14 +130,12 @@ def test_real_srun_and_mpirun_give_each_task_its_place(slurm, tmp_path):
 
 
 def test_only_launched_processes_export_torchrun_variables(monkeypatch):
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "MYLLM_LAUNCHER"):
-        monkeypatch.delenv(key, raising=False)
-    for key in [k for k in list(os.environ) if k.startswith(("SLURM_", "OMPI_", "PMI_"))]:
-        monkeypatch.delenv(key)
-    assert launch.rendezvous_address() is None and "RANK" not in os.environ      # a plain process: nothing
-    for key, value in SLURM_STEP.items():
-        monkeypatch.setenv(key, value)
+    launcher_keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_", "MYLLM_LAUNCHER", "SLURM_", "OMPI_", "PMI_")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(launcher_keys)}
+    monkeypatch.setattr(os, "environ", environ)              # a private copy: nothing leaks into other tests
+    assert launch.rendezvous_address() is None and "RANK" not in environ        # a plain process: nothing
+    environ.update(SLURM_STEP)
     assert launch.rendezvous_address() == "tcp://gpu07:29872"
-    assert [os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")] == \
+    assert [environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")] == \
         ["3", "8", "3", "gpu07", "29872"]
     assert detect().address == "tcp://gpu07:29872" and launch.launcher_rank() == 3       # still the same place
