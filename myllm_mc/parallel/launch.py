@@ -11,7 +11,8 @@ One `myllm train CONFIG` runs unchanged under each launcher; `detect()` says whi
 
 The closest launcher wins: torchrun started under srun sets RANK, mpirun inside an allocation sets OMPI_*.
 A Slurm *batch shell* is not a step (SLURM_PROCID=0 and SLURM_NTASKS=N are set there too, but no
-SLURM_STEP_ID): treating it as rank 0 of N would wait forever for the other N-1.
+SLURM_STEP_ID): treating it as rank 0 of N would wait forever for the other N-1. A one-task step (the shell of
+`srun --pty bash`) launches nothing either, so `myllm train --nproc-per-node 8` there starts torchrun itself.
 MASTER_ADDR / MASTER_PORT exported by the user override the derived address under every launcher.
 """
 
@@ -56,7 +57,8 @@ def which_launcher(env: Optional[Env] = None) -> str:
         return "torchrun"
     if env.get("OMPI_COMM_WORLD_SIZE") or env.get("PMI_SIZE"):
         return "mpi"
-    if env.get("SLURM_STEP_ID") and env.get("SLURM_PROCID") and env.get("SLURM_NTASKS"):
+    step_tasks = _int(env, "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS") or 0
+    if env.get("SLURM_STEP_ID") and env.get("SLURM_PROCID") and step_tasks > 1:
         return "slurm"
     return "none"
 

@@ -59,10 +59,12 @@ def test_mpi_rank0_picks_loopback_on_one_node_and_its_hostname_across_nodes():
     assert (hydra.launcher, *as_tuple(hydra)) == ("mpi", *EXPECTED)
 
 
-def test_innermost_launcher_wins_and_a_batch_shell_is_not_a_step():
+def test_innermost_launcher_wins_and_a_batch_shell_or_one_task_step_launches_nothing():
     batch_shell = {k: v for k, v in SLURM_STEP.items() if not k.startswith("SLURM_STEP")}
     assert detect(batch_shell).launcher == "none" and launch.launcher_world_size(batch_shell) is None
     assert launch.rendezvous_address(batch_shell) is None
+    interactive = dict(SLURM_STEP, SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NTASKS="1", SLURM_STEP_NUM_TASKS="1")
+    assert detect(interactive).launcher == "none" and launch.launcher_world_size(interactive) is None
     under_srun = dict(SLURM_STEP, RANK="5", WORLD_SIZE="16", LOCAL_RANK="1", MASTER_ADDR="x", MASTER_PORT="1")
     assert (detect(under_srun).launcher, launch.launcher_rank(under_srun)) == ("torchrun", 5)
     mpirun_in_allocation = {**batch_shell, **OPENMPI, "OMPI_COMM_WORLD_RANK": "6"}
