@@ -57,7 +57,7 @@ def _init_process_group(backend: str, timeout_minutes: int) -> None:
                               " — fix: launch with torchrun, or export MASTER_ADDR and MASTER_PORT")
         address = f"tcp://127.0.0.1:{_free_port()}"
     if backend == "nccl":
-        torch.cuda.set_device(launch.launcher_local_rank())
+        torch.cuda.set_device(launch.local_device(launch.launcher_local_rank(), torch.cuda.device_count()))
     dist.init_process_group(backend, init_method=address, world_size=world, rank=rank,
                             timeout=timedelta(minutes=timeout_minutes))
 

@@ -33,7 +33,8 @@ class InitialLossCheck(Callback):
         self.message: Optional[str] = None
 
     def on_step_end(self, trainer, record: StepRecord, control: Control) -> None:
-        if self.checked or record.skipped:
+        if self.checked or record.skipped or record.step > 1:   # a resumed run has no step-0 loss to judge
+            self.checked = True
             return
         self.checked = True
         self.message = initial_loss_message(record.loss, self.vocab_size, self.tolerance)

@@ -21,6 +21,9 @@ def test_initial_loss_near_ln_vocab_is_silent_and_far_warns():
     check.on_step_end(None, record(1, 3.0), Control())
     check.on_step_end(None, record(2, 30.0), Control())       # only the first step is checked
     assert len(warnings) == 1 and "from ln(8192)" in warnings[0]
+    resumed = InitialLossCheck(8192, 0.5, warnings.append)      # a resumed run starts past step 1: nothing to judge
+    resumed.on_step_end(None, record(11, 3.0), Control())
+    assert len(warnings) == 1
 
 
 def test_robust_zscore_is_not_inflated_by_an_earlier_outlier():
