@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from tests.helpers.processes import run_in_group  # noqa: F401  (re-exported for the launch tests)
 
 from tests.launch.slurm_cluster import SlurmCluster
 
@@ -41,23 +41,6 @@ def numerics(rows: list[dict]) -> list[tuple]:
 def subprocess_env(**extra) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **extra)
     return env
-
-
-def run_in_group(command: list, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    """Run a launcher in its own process group and kill the whole group afterwards: dist_checkpointing's writer
-    manager can outlive a killed parent, and an mpirun that timed out must not leave ranks behind."""
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                                **kwargs)
-        try:
-            proc.wait(timeout=timeout)
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        out.seek(0)
-        return subprocess.CompletedProcess(command, proc.returncode, out.read(), "")
 
 
 def sbatch(cluster: SlurmCluster, script: str, submit_dir: Path, env: dict, *options: str, wait: bool = True,

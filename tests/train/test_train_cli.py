@@ -6,11 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.processes import run_in_group
 
 from myllm_mc.train import checkpoint_store as store
 from myllm_mc.train.checkpoint_cli import describe
@@ -25,22 +26,9 @@ def train_command(overrides, *extra):
 
 
 def run(overrides, *extra, timeout=600):
-    """Run `myllm train` in its own process group; afterwards the whole group is killed, so a helper process that
-    a crash orphans (dist_checkpointing's writer manager survives a kill -9 of its parent) cannot linger."""
+    """`myllm train` in its own process group (stderr merged into stdout)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(train_command(overrides, *extra), cwd=REPO, env=env, stdout=out, stderr=err,
-                                text=True, start_new_session=True)
-        try:
-            proc.wait(timeout=timeout)
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        out.seek(0)
-        err.seek(0)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+    return run_in_group(train_command(overrides, *extra), timeout=timeout, cwd=REPO, env=env)
 
 
 def metrics(log_dir):
@@ -55,7 +43,7 @@ def test_loss_goes_down_on_the_shipped_corpus_with_two_processes(tiny_data, tmp_
                              "logging.tensorboard=true", f"checkpoint.dir={tmp_path / 'ckpt'}",
                              "checkpoint.save_interval=200"]
     done = run(overrides, "--nproc-per-node", "2")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:]
     rows = metrics(tmp_path)
     train = [r for r in rows if r["kind"] == "train"]
     valid = [r for r in rows if r["kind"] == "valid"]
@@ -104,7 +92,7 @@ def test_kill_9_during_save_keeps_the_previous_checkpoint_and_resume_continues(t
     assert (ckpt / ".tmp-step_0000008").is_dir()                  # the half-published save is still there...
     assert store.find_latest(ckpt).name == "step_0000004"          # ...and invisible
     resumed = run(overrides, "--resume", "auto")
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"resumed from {ckpt / 'step_0000004'} at step 4" in resumed.stdout
     assert store.find_latest(ckpt).name == "step_0000012"
     assert not list(ckpt.glob(".tmp-*"))
@@ -117,11 +105,11 @@ def test_nan_batches_are_skipped_then_stop_with_a_message(tiny_data, tmp_path):
     overrides = tiny_data + ["training.steps=6", f"logging.dir={tmp_path / 'a'}", "checkpoint.dir=null",
                              "diagnostics.max_skipped_steps=1"]
     once = run(overrides, "--poison-step", "3")
-    assert once.returncode == 0, once.stdout[-3000:] + once.stderr[-3000:]
+    assert once.returncode == 0, once.stdout[-3000:]
     rows = [r for r in metrics(tmp_path / "a") if r["kind"] == "train"]
     assert [r["skipped"] for r in rows] == [0, 0, 1, 0, 0, 0]
     assert math.isnan(rows[2]["loss"]) and all(math.isfinite(r["loss"]) for r in rows[3:])
-    assert "step 3: non-finite loss nan" in once.stderr and "update skipped (1/1 allowed)" in once.stderr
+    assert "step 3: non-finite loss nan" in once.stdout and "update skipped (1/1 allowed)" in once.stdout
 
     overrides[-3] = f"logging.dir={tmp_path / 'b'}"
     stopped = run(overrides, "--poison-step", "3", "--poison-step", "4")
