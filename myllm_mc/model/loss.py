@@ -32,11 +32,17 @@ def lm_loss(loss_mask: torch.Tensor, per_token_loss: torch.Tensor):
     return loss_sum, tokens, {"lm loss": report}
 
 
+SEQUENCE_KEYS = ("tokens", "labels", "loss_mask", "position_ids", "attention_mask")
+
+
 def split_for_context_parallel(batch: dict) -> dict:
-    """This context-parallel rank's two load-balanced sequence chunks (identity without CP)."""
+    """This context-parallel rank's two load-balanced sequence chunks (identity without CP).
+
+    Only the per-token tensors are kept: a blended dataset adds a per-sample `dataset_id`, which megatron's
+    splitter would try (and fail) to cut along the sequence."""
     from megatron.core.utils import get_batch_on_this_cp_rank
 
-    return get_batch_on_this_cp_rank(dict(batch))
+    return get_batch_on_this_cp_rank({key: batch.get(key) for key in SEQUENCE_KEYS})
 
 
 def random_batch(batch_size: int, seq_length: int, vocab_size: int, seed: int = 0) -> dict:

@@ -21,7 +21,7 @@ def runs(tiny_data, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["dp2", "tp2", "tp2_sp", "pp2"])
+@pytest.mark.parametrize("layout", ["dp2", "tp2", "tp2_sp", "pp2", "pp2_vpp2", "cp2"])
 def test_first_ten_losses_match_dp1_with_accumulation(runs, layout):
     reference, layouts = runs
     expected = reference["dp1_accum2"]["losses"]

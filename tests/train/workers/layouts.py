@@ -1,7 +1,8 @@
 """torchrun worker: the tiny model trained at several layouts from the same initial weights.
 
     --mode reference (1 process): save the initial TP=1 weights, then train DP=1 with 2× accumulation
-    --mode layouts   (2 processes): DP=2 (20 steps, save at 10), TP=2 (11 steps, save at 10), TP=2+SP, PP=2;
+    --mode layouts   (2 processes): DP=2 (20 steps, save at 10), TP=2 (11 steps, save at 10), TP=2+SP, PP=2,
+                     PP=2 interleaved (VPP=2), CP=2;
                      resume DP=2 from step 10; resume at PP=2 from the TP=2 checkpoint (reshard)
 Each run reports its per-step losses and a digest of this rank's final weights.
 """
@@ -65,6 +66,9 @@ def main():
         out["tp2_sp"] = train(base, start + ["parallel.tensor=2", "parallel.sequence_parallel=true",
                                              "checkpoint.dir=null"], 2)
         out["pp2"] = train(base, start + ["parallel.pipeline=2", "checkpoint.dir=null"], 2)
+        out["pp2_vpp2"] = train(base, start + ["parallel.pipeline=2", "parallel.virtual_pipeline=2",
+                                               "checkpoint.dir=null"], 2)
+        out["cp2"] = train(base, start + ["parallel.context=2", "checkpoint.dir=null"], 2)
         out["dp2_resumed"] = train(base, ["training.steps=20", f"checkpoint.dir={args.work}/dp2_resumed",
                                           f"checkpoint.resume={args.work}/dp2/step_0000010"], 2)
         out["pp2_from_tp2"] = train(base, ["parallel.pipeline=2", "training.steps=11",
