@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import types
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -86,8 +86,13 @@ def _sharded_state(model: List, optimizer, is_loading: bool, with_rng: bool, rng
 
 
 def save(root: str, step: int, model: List, optimizer, scheduler, consumed_samples: int, meta_extra: dict,
-         faults=None) -> Path:
-    """Save everything for `step` crash-safely; returns the published directory. Collective: call on all ranks."""
+         faults=None, async_queue=None, on_published: Optional[Callable[[int, Path], None]] = None) -> None:
+    """Save everything for `step` crash-safely, then call `on_published(step, directory)`. Collective.
+
+    With `async_queue` (megatron's AsyncCallsQueue) the tensors are written by a forked process while training
+    goes on; publication (rename + `latest`) happens when the queue finalizes the request on every rank. A
+    forked writer sees the memory of the moment it was forked, so the checkpoint is of exactly this step.
+    """
     import torch.distributed as dist
     from megatron.core import dist_checkpointing
 
@@ -100,16 +105,26 @@ def save(root: str, step: int, model: List, optimizer, scheduler, consumed_sampl
     state["scheduler"] = scheduler.state_dict()
     state["step"] = step
     state["consumed_samples"] = consumed_samples
-    dist_checkpointing.save(state, str(tmp))
-    if faults is not None:
-        faults.maybe_kill_in_save(step)
-    dist.barrier()
-    final = root / store.step_dir_name(step)
-    if dist.get_rank() == 0:
-        meta = {"step": step, "consumed_samples": consumed_samples, "layout": _layout(), **meta_extra}
-        final = store.commit(root, step, meta)
-    dist.barrier()
-    return final
+    meta = {"step": step, "consumed_samples": consumed_samples, "layout": _layout(), **meta_extra}
+
+    def publish() -> None:
+        if faults is not None:
+            faults.maybe_kill_in_save(step)
+        dist.barrier()                                   # every rank's shards are on disk
+        final = root / store.step_dir_name(step)
+        if dist.get_rank() == 0:
+            store.commit(root, step, meta)
+        dist.barrier()
+        if on_published is not None:
+            on_published(step, final)
+
+    if async_queue is None:
+        dist_checkpointing.save(state, str(tmp))
+        publish()
+    else:
+        request = dist_checkpointing.save(state, str(tmp), async_sharded_save=True)
+        request.add_finalize_fn(publish)
+        async_queue.schedule_async_request(request)
 
 
 def _prepare_distributed_optimizer_for_load(optimizer) -> None:

@@ -61,6 +61,10 @@ class Trainer:
         self.callbacks, self.echo = callbacks, echo
         self.step, self.consumed_samples = start_step, consumed_samples
         self.faults = faults
+        self.async_queue = None
+        if cfg.checkpoint.async_save and cfg.checkpoint.dir:
+            from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+            self.async_queue = AsyncCallsQueue()
         self.last_checkpoint: Optional[str] = None
         self.preemption = PreemptionHandler()
         t, p = cfg.training, cfg.parallel
@@ -78,6 +82,7 @@ class Trainer:
         try:
             while self.step < t.steps:
                 record = self.train_step(train_iters)
+                self.finish_pending_saves(blocking=False)       # publish an async save once all ranks wrote it
                 result.losses.append(record.loss)
                 control = Control()
                 started = time.perf_counter()
@@ -89,9 +94,8 @@ class Trainer:
                 if self.preemption.should_stop(_all_reduce_max):
                     control.request_stop(f"received {self.preemption.signal_name}: saved and exiting for requeue",
                                          exit_code=PREEMPTED_EXIT, save=True)
-                if c.dir and (self.step % c.save_interval == 0 or control.save):
-                    if not (control.stop and not control.save):
-                        self.save()
+                if c.dir and (control.save or (self.step % c.save_interval == 0 and not control.stop)):
+                    self.save()
                 if control.stop:
                     result.exit_code, result.reason = control.exit_code, control.reason
                     self.echo(control.reason)
@@ -99,6 +103,7 @@ class Trainer:
             else:
                 if c.dir and self.step % c.save_interval != 0:
                     self.save()                                        # always leave the final state behind
+            self.finish_pending_saves()
         finally:
             self.preemption.uninstall()
             self.callbacks.on_train_end(self)
@@ -164,17 +169,26 @@ class Trainer:
         return metrics
 
     def save(self) -> None:
-        from myllm_mc.train import checkpoint_store
-        import torch.distributed as dist
-
+        """Checkpoint this step. Async saves overlap training; at most one is in flight (the next save, the end of
+        the run and a preemption wait for it), so a preempted job always leaves its checkpoint published."""
+        self.finish_pending_saves()
         meta = {"config": self.cfg.model.name, "tokens_seen": self.consumed_samples * self.cfg.model.seq_length,
                 "parameters": _count_parameters(self.model)}
-        path = checkpointing.save(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
-                                  self.consumed_samples, meta, self.faults)
+        checkpointing.save(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
+                           self.consumed_samples, meta, self.faults, self.async_queue, self._published)
+
+    def finish_pending_saves(self, blocking: bool = True) -> None:
+        if self.async_queue is not None:
+            self.async_queue.maybe_finalize_async_calls(blocking=blocking)
+
+    def _published(self, step: int, path) -> None:
+        import torch.distributed as dist
+
+        from myllm_mc.train import checkpoint_store
         if dist.get_rank() == 0:
             checkpoint_store.prune(self.cfg.checkpoint.dir, self.cfg.checkpoint.keep_last)
         self.last_checkpoint = str(path)
-        self.callbacks.on_save(self, self.step, str(path))
+        self.callbacks.on_save(self, step, str(path))
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _train_iterators(self) -> List[DataTimer]:

@@ -1,7 +1,7 @@
 """torchrun worker: the tiny model trained at several layouts from the same initial weights.
 
     --mode reference (1 process): save the initial TP=1 weights, then train DP=1 with 2× accumulation
-    --mode layouts   (2 processes): DP=2 (20 steps, save at 10), TP=2 (11 steps, save at 10), TP=2+SP, PP=2,
+    --mode layouts   (2 processes): DP=2 (20 steps, async save at 10), TP=2 (11 steps, save at 10), TP=2+SP, PP=2,
                      PP=2 interleaved (VPP=2), CP=2;
                      resume DP=2 from step 10; resume at PP=2 from the TP=2 checkpoint (reshard)
 Each run reports its per-step losses and a digest of this rank's final weights.
@@ -61,7 +61,9 @@ def main():
         out["dp1_accum2"] = train(base, [f"checkpoint.init_from={init}", "checkpoint.dir=null"], 1)
     else:
         start = [f"checkpoint.init_from={init}"]
-        out["dp2"] = train(base, start + ["training.steps=20", f"checkpoint.dir={args.work}/dp2"], 2)
+        # saved asynchronously (forked writer): the bit-exact resume below proves that checkpoint is this step's
+        out["dp2"] = train(base, start + ["training.steps=20", f"checkpoint.dir={args.work}/dp2",
+                                          "checkpoint.async_save=true"], 2)
         out["tp2"] = train(base, start + ["parallel.tensor=2", "training.steps=11", f"checkpoint.dir={args.work}/tp2"], 2)
         out["tp2_sp"] = train(base, start + ["parallel.tensor=2", "parallel.sequence_parallel=true",
                                              "checkpoint.dir=null"], 2)
