@@ -18,6 +18,12 @@ from myllm_mc.model import forward_step
 from myllm_mc.model import reduce_loss as reduce_stage_loss
 
 
+def comm_device() -> str:
+    """Where small tensors for collectives live: nccl needs CUDA tensors, gloo CPU ones."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class DataTimer:
     """Wraps an iterator and accumulates the seconds spent waiting in `next()`."""
 
@@ -56,8 +62,7 @@ def global_loss(forward_data_store: List[dict]) -> float:
     stage_loss = reduce_stage_loss(forward_data_store)          # collective over the DP×CP group of the last stage
     owner = (stage_loss is not None and ps.get_tensor_model_parallel_rank() == 0
              and ps.get_data_parallel_rank(with_context_parallel=True) == 0)
-    value = torch.tensor([stage_loss if owner else 0.0], dtype=torch.float64,
-                         device="cuda" if torch.cuda.is_available() else "cpu")
+    value = torch.tensor([stage_loss if owner else 0.0], dtype=torch.float64, device=comm_device())
     torch.distributed.all_reduce(value)
     return float(value.item())
 

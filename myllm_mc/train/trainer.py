@@ -16,7 +16,7 @@ from .callbacks import CallbackList, Control, StepRecord
 from .faults import NONE as NO_FAULTS
 from .faults import Faults
 from .signals import PREEMPTED_EXIT, PreemptionHandler
-from .step import DataTimer, global_loss, make_forward_step, optimizer_update
+from .step import DataTimer, comm_device, global_loss, make_forward_step, optimizer_update
 
 
 @dataclass
@@ -62,6 +62,7 @@ class Trainer:
         self.step, self.consumed_samples = start_step, consumed_samples
         self.faults = faults
         self.async_queue = None
+        self._parameters: Optional[int] = None
         if cfg.checkpoint.async_save and cfg.checkpoint.dir:
             from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
             self.async_queue = AsyncCallsQueue()
@@ -172,8 +173,10 @@ class Trainer:
         """Checkpoint this step. Async saves overlap training; at most one is in flight (the next save, the end of
         the run and a preemption wait for it), so a preempted job always leaves its checkpoint published."""
         self.finish_pending_saves()
+        if self._parameters is None:                     # a collective; the count never changes during a run
+            self._parameters = _count_parameters(self.model)
         meta = {"config": self.cfg.model.name, "tokens_seen": self.consumed_samples * self.cfg.model.seq_length,
-                "parameters": _count_parameters(self.model)}
+                "parameters": self._parameters}
         checkpointing.save(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
                            self.consumed_samples, meta, self.faults, self.async_queue, self._published)
 
@@ -210,7 +213,7 @@ def _synchronize() -> None:
 def _all_reduce_max(flag: int) -> int:
     import torch
     import torch.distributed as dist
-    tensor = torch.tensor([flag], dtype=torch.int32, device="cuda" if torch.cuda.is_available() else "cpu")
+    tensor = torch.tensor([flag], dtype=torch.int32, device=comm_device())
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())
 
@@ -227,6 +230,6 @@ def _count_parameters(model: List) -> int:
             if not shared:
                 local += param.numel() if getattr(param, "tensor_model_parallel", False) or ps.get_tensor_model_parallel_rank() == 0 else 0
     total = torch.tensor([local if ps.get_data_parallel_rank() == 0 and ps.get_context_parallel_rank() == 0 else 0],
-                         dtype=torch.int64, device="cuda" if torch.cuda.is_available() else "cpu")
+                         dtype=torch.int64, device=comm_device())
     dist.all_reduce(total)
     return int(total.item())
