@@ -11,8 +11,8 @@ import math
 from myllm_mc.config import Config
 
 from .callbacks import CallbackList
-from .checkpointing import load as load_checkpoint
-from .checkpointing import resolve_resume, resolve_weights
+from myllm_mc.checkpoint import load_training_state as load_checkpoint
+from myllm_mc.checkpoint import resolve_resume, resolve_weights
 from .faults import NONE as NO_FAULTS
 from .faults import Faults
 from .diagnostics import InitialLossCheck, LossSpikeDetector, NonFiniteGuard
@@ -55,7 +55,8 @@ def run_training(cfg: Config, faults: Faults = NO_FAULTS, extra_callbacks=()) ->
 
     from myllm_mc.data.datasets import build_data_loader, build_datasets, samples_needed
     from myllm_mc.data.tokenizer import Tokenizer
-    from myllm_mc.model import build_model, load_model
+    from myllm_mc.checkpoint import load_model
+    from myllm_mc.model import build_model
     from myllm_mc.parallel.state import destroy, init_distributed
 
     init_distributed(cfg, seed=cfg.training.seed)

@@ -11,7 +11,8 @@ from typing import Callable, List, Optional
 
 from myllm_mc.config import Config
 
-from . import checkpointing
+from myllm_mc import checkpoint
+
 from .callbacks import CallbackList, Control, StepRecord
 from .faults import NONE as NO_FAULTS
 from .faults import Faults
@@ -177,7 +178,7 @@ class Trainer:
             self._parameters = _count_parameters(self.model)
         meta = {"config": self.cfg.model.name, "tokens_seen": self.consumed_samples * self.cfg.model.seq_length,
                 "parameters": self._parameters}
-        checkpointing.save(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
+        checkpoint.save_training_state(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
                            self.consumed_samples, meta, self.faults, self.async_queue, self._published)
 
     def finish_pending_saves(self, blocking: bool = True) -> None:
@@ -187,9 +188,8 @@ class Trainer:
     def _published(self, step: int, path) -> None:
         import torch.distributed as dist
 
-        from myllm_mc.train import checkpoint_store
         if dist.get_rank() == 0:
-            checkpoint_store.prune(self.cfg.checkpoint.dir, self.cfg.checkpoint.keep_last)
+            checkpoint.prune(self.cfg.checkpoint.dir, self.cfg.checkpoint.keep_last)
         self.last_checkpoint = str(path)
         self.callbacks.on_save(self, step, str(path))
 
