@@ -12,6 +12,26 @@ def tiny_cfg():
                                       "training.global_batch_size=4"], world_size=1)
 
 
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """Config overrides that point the tiny preset at freshly built tokenizer + shards (a small, fast shape);
+    built once per session for every test directory that trains."""
+    from pathlib import Path
+
+    from myllm_mc.data.preprocess import preprocess
+    from myllm_mc.data.tokenizer_training import train_tokenizer
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path_factory.mktemp("tiny-data")
+    corpus = [repo / "data" / "corpus.jsonl.zst"]
+    train_tokenizer(corpus, 8192, root / "tokenizer")
+    preprocess(corpus, str(root / "corpus"), str(root / "tokenizer" / "tokenizer.json"), workers=0, progress=False)
+    return [f"data.tokenizer={root / 'tokenizer' / 'tokenizer.json'}", f"data.blend=[{root / 'corpus_text_document'}]",
+            "model.seq_length=128", "training.micro_batch_size=4", "training.global_batch_size=8",
+            "training.eval_interval=0", "schedule.warmup_steps=5", "logging.log_interval=1",
+            "logging.tensorboard=false", "logging.plot=false"]
+
+
 @pytest.fixture
 def single_rank(tiny_cfg):
     """torch.distributed with one gloo rank and megatron groups at tensor=pipeline=1, seeded; yields the config."""
