@@ -68,6 +68,11 @@ def _positive(cfg: Config) -> None:
 
 def _check_model(cfg: Config) -> None:
     m = cfg.model
+    if m.activation != "swiglu" or m.position_embedding != "rope":
+        # the planner still prices these variants (dataclasses.replace), but no stage builds them
+        raise ConfigError(f"model.activation={m.activation}, model.position_embedding={m.position_embedding}:"
+                          " MyLLM is built with swiglu and rope only — fix: --set model.activation=swiglu"
+                          " model.position_embedding=rope")
     if m.num_attention_heads % m.num_query_groups:
         raise ConfigError(
             f"model.num_query_groups: {m.num_query_groups} does not divide num_attention_heads"

@@ -46,8 +46,11 @@ def pretraining_data(cfg: Config, state: TrainState) -> ObjectiveData:
     from myllm_mc.data.tokenizer import Tokenizer
 
     tokenizer = Tokenizer(cfg.data.tokenizer)
-    train_set, valid_set, _ = build_datasets(cfg, tokenizer, samples_needed(cfg))
     dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+    if cfg.data.loader == "webdataset":          # streamed shards: no split, so no validation iterator
+        from myllm_mc.data.webdataset_stream import build_webdataset_loader
+        return ObjectiveData(lambda consumed: iter(build_webdataset_loader(cfg, tokenizer, dp_rank, dp_size, consumed)))
+    train_set, valid_set, _ = build_datasets(cfg, tokenizer, samples_needed(cfg))
 
     def make_train_iterator(consumed_samples: int):
         return iter(build_data_loader(train_set, cfg, consumed_samples, dp_rank, dp_size))
