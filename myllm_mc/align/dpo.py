@@ -104,7 +104,9 @@ class DPOObjective(Objective):
         output = _run(model, batch)
 
         def collect(per_token_loss):
-            return per_token_loss.sum() * 0, 1, {"ref logps": sequence_logps(per_token_loss, batch).detach()}
+            import torch
+            one = torch.ones((), dtype=torch.int, device=per_token_loss.device)
+            return per_token_loss.sum() * 0, one, {"ref logps": sequence_logps(per_token_loss, batch).detach()}
         return output, collect
 
     # -- the policy's step ---------------------------------------------------------------------------------

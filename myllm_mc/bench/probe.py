@@ -69,8 +69,10 @@ class MemoryWatcher:
     def __enter__(self):
         import torch
         if self.cuda:
-            # the rank's own GPU (init_distributed picks it the same way); else every rank would touch GPU 0
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            # the rank's own GPU, picked as init_distributed does (torchrun, srun or mpirun); else every rank
+            # would touch GPU 0
+            from myllm_mc.parallel.launch import launcher_local_rank, local_device
+            torch.cuda.set_device(local_device(launcher_local_rank(), torch.cuda.device_count()))
             import gc
             gc.collect()
             torch.cuda.empty_cache()          # the previous run's cached blocks are not this run's memory
