@@ -18,3 +18,7 @@ myllm train configs/tiny.yaml --nproc-per-node 2 --set training.steps=100 checkp
 echo "== 6. the checkpoint it left (loads at any other layout)"
 myllm checkpoint inspect runs/tiny/checkpoints
 echo "metrics: runs/tiny/metrics.jsonl, plot: runs/tiny/loss.png, TensorBoard: runs/tiny/tensorboard"
+echo "== 7. aligned responses: SFT on the shipped verifiable tasks (assistant-only loss, packed), from that checkpoint"
+myllm finetune sft configs/sft_tiny.yaml --nproc-per-node 2 --set align.epochs=null training.steps=40 \
+    align.max_records=300 training.eval_interval=20
+echo "metrics: runs/sft_tiny/metrics.jsonl, plot: runs/sft_tiny/loss.png"

@@ -38,6 +38,9 @@ def main(argv) -> int:
     args = _parser().parse_args(argv)
     overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else [])
     launched = launcher_world_size()
+    if launched is None:                         # the launching parent: prepare the preset's data once
+        from myllm_mc.data.shipped import prepare_shipped_corpus
+        prepare_shipped_corpus(load(args.config, overrides, world_size=args.nproc_per_node or args.world_size or 1))
     if launched is None and args.nproc_per_node and args.nproc_per_node > 1:
         load(args.config, overrides, world_size=args.nproc_per_node)          # fail fast, before torchrun
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
