@@ -17,6 +17,8 @@ shared notes "megatron-core-on-cpu"):
 
 from __future__ import annotations
 
+from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+
 import random
 import types
 from pathlib import Path
@@ -42,7 +44,7 @@ def _rng_state() -> dict:
     from megatron.core import tensor_parallel
     state = {"random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
              "tracker": tensor_parallel.get_cuda_rng_tracker().get_states()}
-    if torch.cuda.is_available():
+    if cuda_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
 
@@ -53,7 +55,7 @@ def _set_rng_state(state: dict) -> None:
     random.setstate(state["random"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda" in state and cuda_available():
         torch.cuda.set_rng_state(state["cuda"])
     tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
 

@@ -8,6 +8,8 @@ one that has the loss) writes.
 
 from __future__ import annotations
 
+from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+
 import json
 import math
 import resource
@@ -22,7 +24,7 @@ from .callbacks import Callback, Control, StepRecord
 def peak_memory_bytes() -> int:
     """Peak memory of this process: CUDA allocator peak on GPU, max resident set size on CPU."""
     import torch
-    if torch.cuda.is_available():
+    if cuda_available():
         return int(torch.cuda.max_memory_allocated())
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024   # Linux reports KiB
 
@@ -186,7 +188,7 @@ def peak_tflops(cfg):
     """(peak TFLOP/s per device, label): the GPU table's dense peak for plan.gpu at the run's precision; on CPU a
     measured FP32 matmul peak, once per process and thread count (every run of a sweep shares one denominator)."""
     import torch
-    if torch.cuda.is_available():
+    if cuda_available():
         from myllm_mc.plan.hardware import gpu_spec
         spec = gpu_spec(cfg.plan.gpu)
         return spec.peak_flops(cfg.model.precision) / 1e12, f"{spec.label} dense {cfg.model.precision} peak"

@@ -10,6 +10,8 @@ ranks — which is what makes DP=2 and DP=1 with 2× accumulation agree.
 
 from __future__ import annotations
 
+from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+
 import math
 import time
 from typing import Callable, List, Optional, Tuple
@@ -20,7 +22,7 @@ from myllm_mc.model import forward_step
 def comm_device() -> str:
     """Where small tensors for collectives live: nccl needs CUDA tensors, gloo CPU ones."""
     import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if cuda_available() else "cpu"
 
 
 class DataTimer:

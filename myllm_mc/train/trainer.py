@@ -4,6 +4,8 @@ dist_checkpointing); everything cross-cutting is a callback. Read `Trainer.fit` 
 
 from __future__ import annotations
 
+from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+
 import math
 import time
 from dataclasses import dataclass, field
@@ -209,7 +211,7 @@ class Trainer:
 def _synchronize() -> None:
     """GPU kernels run asynchronously: a timer is only honest once the queue has drained."""
     import torch
-    if torch.cuda.is_available():
+    if cuda_available():
         torch.cuda.synchronize()
 
 
