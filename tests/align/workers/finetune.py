@@ -31,7 +31,8 @@ class Recorder(Callback):
             trainer.evaluate()              # held-out metrics of the starting model (collective)
 
     def on_step_end(self, trainer, record, control):
-        self.metrics.append(dict(record.extra.get("metrics", {}), loss=record.loss))
+        self.metrics.append(dict(record.extra.get("metrics", {}), loss=record.loss,
+                                 tokens_per_s=record.tokens / max(record.step_time, 1e-9)))
 
     def on_eval_end(self, trainer, step, metrics):
         self.valid.append(dict(metrics, step=step))
