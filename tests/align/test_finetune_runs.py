@@ -33,6 +33,15 @@ def test_sft_raises_held_out_format_accuracy(runs):
     assert after["format"] >= 0.5
     sft = reference["sft"]
     assert sft["valid"][-1]["loss"] < sft["valid"][0]["loss"]
+    pre_tps = _median_tokens_per_s(reference["pretrain"])            # same model, layout (DP=1) and batch shape
+    sft_tps = _median_tokens_per_s(reference["dp1_accum2"])
+    print(f"tokens/s (sequence positions, DP=1, 2-layer model, seq 128, global batch 8): pretraining {pre_tps:.0f},"
+          f" SFT packed {sft_tps:.0f} ({sft_tps / pre_tps:.2f}x)")
+
+
+def _median_tokens_per_s(run):
+    values = sorted(m["tokens_per_s"] for m in run["metrics"][1:])   # the first step pays for warm-up
+    return values[len(values) // 2]
 
 
 @pytest.mark.slow
@@ -79,3 +88,4 @@ def test_dpo_tp2_matches_dp2(runs):
     diffs = [abs(a - b) for a, b in zip(dp2, tp2)]
     print(f"dpo tp2 vs dp2: max |loss diff| over 5 steps = {max(diffs):.2e}")
     assert len(tp2) == 5 and max(diffs) < 1e-4
+

@@ -1,7 +1,7 @@
 """torchrun worker: SFT and DPO on the shared engine, from a tiny model pretrained here.
 
     --mode reference (1 process): pretrain 30 steps on the shipped corpus → `pre`; greedy accuracy on held-out
-                     format problems before and after SFT (60 steps → `sft`); SFT DP=1 with 2× accumulation
+                     format problems before and after SFT (100 steps → `sft`); SFT DP=1 with 2× accumulation
                      (5 steps) as the parity reference
     --mode layouts   (2 processes): SFT at DP=2 (6 steps, save at 3), TP=2, PP=2 (5 steps); SFT DP=2 resumed at
                      step 3; DPO at DP=2 from `sft` (30 steps, held-out eval every 10) and at TP=2 (5 steps)
@@ -59,7 +59,7 @@ def run(kind, overrides, world):
             "checkpoint": result.last_checkpoint, "exit_code": result.exit_code}
 
 
-def greedy_accuracy(overrides, weights, records, max_new=12):
+def greedy_accuracy(overrides, weights, records, max_new=16):
     """Greedy decoding with a plain no-cache loop (one process, TP=PP=1) → format and exact-answer accuracy."""
     import torch
 
@@ -115,9 +115,10 @@ def main():
                                                   "checkpoint.save_interval=30", f"logging.dir={w}/pre-log"], 1)
         held_out = [json.loads(line) for line in open(f"{TASKS}/sft/format.test.jsonl")][:40]
         out["before"] = greedy_accuracy(data, f"{w}/pre", held_out)
-        out["sft"] = run("sft", data + sft_files + [
-            "training.steps=60", "training.global_batch_size=16", "schedule.warmup_steps=5", "optimizer.lr=2e-3",
-            "optimizer.min_lr=2e-4", "training.eval_interval=30", "training.eval_steps=2",
+        out["sft"] = run("sft", data + [
+            f"align.train=[{TASKS}/sft/format.train.jsonl]", f"align.valid=[{TASKS}/sft/format.test.jsonl]",
+            "align.epochs=null", "training.steps=100", "training.global_batch_size=16", "schedule.warmup_steps=5",
+            "optimizer.lr=3e-3", "optimizer.min_lr=3e-4", "training.eval_interval=30", "training.eval_steps=2",
             f"checkpoint.init_from={w}/pre", f"checkpoint.dir={w}/sft", "checkpoint.save_interval=60",
             f"logging.dir={w}/sft-log"], 1)
         out["after"] = greedy_accuracy(data, f"{w}/sft", held_out)
