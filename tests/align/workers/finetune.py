@@ -94,11 +94,24 @@ def greedy_accuracy(overrides, weights, records, max_new=16):
     return {"format": fmt / len(records), "correct": correct / len(records), "replies": replies[:5]}
 
 
+def dpo_runs(data, w):
+    dpo = data + [f"align.train=[{TASKS}/dpo/format.train.jsonl]", f"align.valid=[{TASKS}/dpo/format.test.jsonl]",
+                  "align.epochs=null", f"checkpoint.init_from={w}/sft", "align.beta=0.5", "optimizer.lr=1e-3",
+                  "schedule.warmup_steps=1", "schedule.decay=constant", "optimizer.weight_decay=0",
+                  "align.max_records=64"]
+    # 64 training pairs, 30 steps of 8: ~4 epochs, so the last steps' batches are pairs it has trained on
+    dp2 = run("dpo", dpo + ["training.steps=30", "training.eval_interval=10", "training.eval_steps=2",
+                            "checkpoint.dir=null", f"logging.dir={w}/dpo-log"], 2)
+    tp2 = run("dpo", dpo + ["training.steps=5", "training.eval_interval=0", "parallel.tensor=2", "checkpoint.dir=null"], 2)
+    return dp2, tp2
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=["reference", "layouts"], required=True)
     parser.add_argument("--work", required=True)
     parser.add_argument("--overrides", required=True, help="JSON list of --set strings (tokenizer, corpus)")
+    parser.add_argument("--only", choices=["all", "dpo"], default="all")
     args = parser.parse_args()
     data = json.loads(args.overrides)
     w = args.work
@@ -109,6 +122,10 @@ def main():
                                  "optimizer.lr=1e-3", "training.eval_interval=0", "align.max_records=200",
                                  f"checkpoint.init_from={w}/pre"]
     out = {}
+    if args.only == "dpo":                                  # a manual re-check of the DPO runs alone
+        out["dpo_dp2"], out["dpo_tp2"] = dpo_runs(data, w)
+        write_result(out)
+        return
     if args.mode == "reference":
         out["pretrain"] = run("pretrain", data + ["training.steps=30", "training.eval_interval=0",
                                                   "schedule.warmup_steps=5", f"checkpoint.dir={w}/pre",
@@ -130,13 +147,7 @@ def main():
                                                   f"checkpoint.dir={w}/sft_dp2_resumed"], 2)
         out["tp2"] = run("sft", parity + ["parallel.tensor=2", "checkpoint.dir=null"], 2)
         out["pp2"] = run("sft", parity + ["parallel.pipeline=2", "checkpoint.dir=null"], 2)
-        dpo = data + [f"align.train=[{TASKS}/dpo/format.train.jsonl]", f"align.valid=[{TASKS}/dpo/format.test.jsonl]",
-                      "align.epochs=null", f"checkpoint.init_from={w}/sft", "align.beta=0.5", "optimizer.lr=1e-3",
-                      "schedule.warmup_steps=1", "schedule.decay=constant", "optimizer.weight_decay=0"]
-        out["dpo_dp2"] = run("dpo", dpo + ["training.steps=30", "training.eval_interval=10", "training.eval_steps=2",
-                                           "checkpoint.dir=null", f"logging.dir={w}/dpo-log"], 2)
-        out["dpo_tp2"] = run("dpo", dpo + ["training.steps=5", "training.eval_interval=0", "parallel.tensor=2",
-                                           "checkpoint.dir=null"], 2)
+        out["dpo_dp2"], out["dpo_tp2"] = dpo_runs(data, w)
     from myllm_mc.parallel.state import destroy
     write_result(out)
     destroy()
