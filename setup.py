@@ -9,7 +9,7 @@ from setuptools import find_packages, setup
 
 DATA = ["tokenizers>=0.20,<1", "pyarrow>=14", "webdataset>=0.2.86,<2", "zstandard>=0.22"]
 MPI = ["mpi4py>=3.1"]
-TEST = ["pytest>=8", "pytest-timeout>=2.3"] + DATA
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "pexpect>=4.8"] + DATA   # pexpect: `myllm chat` in a real pty
 
 setup(
     name="myllm_mc",

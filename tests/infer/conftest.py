@@ -1,0 +1,32 @@
+"""One in-test pretrained tiny model per session (tests/infer/tiny_model.py) and a generator on it at TP=1."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    from tests.infer.tiny_model import build
+
+    return build(tmp_path_factory.mktemp("infer-model"))
+
+
+@pytest.fixture(scope="session")
+def generator(trained):
+    from myllm_mc.infer import inference_config, load_generator
+
+    cfg = inference_config("configs/tiny.yaml", trained["overrides"], world_size=1)
+    return load_generator(cfg, trained["checkpoint"], max_batch_size=4, seed=7)
+
+
+@pytest.fixture(scope="session")
+def corpus_prompts(trained, generator):
+    """Ragged prompts (5, 17 and 40 tokens) cut from the corpus text."""
+    import json
+    from pathlib import Path
+
+    texts = [json.loads(line)["text"] for line in (Path(trained["checkpoint"]).parent / "slice.jsonl").read_text()
+             .splitlines()[:3]]
+    ids = [generator.tokenizer.encode(t) for t in texts]
+    return [ids[0][:5], ids[1][:17], ids[2][:40]]
