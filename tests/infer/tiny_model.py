@@ -43,9 +43,9 @@ def build(root: Path) -> dict:
     from myllm_mc.config import load
     from myllm_mc.data.tokenizer import Tokenizer
     from myllm_mc.data.tokenizer_training import train_tokenizer
-    from myllm_mc.model import build_model, save_model
+    from myllm_mc.checkpoint import save_model, store
+    from myllm_mc.model import build_model
     from myllm_mc.parallel.state import init_distributed
-    from myllm_mc.train import checkpoint_store as store
 
     root.mkdir(parents=True, exist_ok=True)
     sliced = corpus_slice(root)
