@@ -7,9 +7,19 @@ import pytest
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
+    """Built fresh per session; MYLLM_TEST_INFER_MODEL=DIR reuses one built there before (info.json), for
+    iterating on these tests without retraining."""
+    import json
+    import os
+    from pathlib import Path
+
     from tests.infer.tiny_model import build
 
-    return build(tmp_path_factory.mktemp("infer-model"))
+    reuse = os.environ.get("MYLLM_TEST_INFER_MODEL")
+    if reuse and (Path(reuse) / "info.json").is_file():
+        return json.loads((Path(reuse) / "info.json").read_text())
+    info = build(tmp_path_factory.mktemp("infer-model"))
+    return info
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +36,7 @@ def corpus_prompts(trained, generator):
     import json
     from pathlib import Path
 
-    texts = [json.loads(line)["text"] for line in (Path(trained["checkpoint"]).parent / "slice.jsonl").read_text()
+    texts = [json.loads(line)["text"] for line in Path(trained["slice"]).read_text()
              .splitlines()[:3]]
     ids = [generator.tokenizer.encode(t) for t in texts]
     return [ids[0][:5], ids[1][:17], ids[2][:40]]

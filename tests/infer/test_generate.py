@@ -135,8 +135,8 @@ def test_measured_kv_cache_bytes_equal_the_planner_figure(generator):
     m = generator.model_cfg
     per_token = kv_cache_bytes_per_token(m, bytes_per_element=4)        # fp32 cache
     assert per_token == 2 * 2 * 2 * 32 * 4
-    assert generator.kv_cache_bytes() == per_token * generator.max_seq * generator.max_batch == 262_144
+    assert generator.kv_cache_bytes() == per_token * generator.max_seq * generator.max_batch == 524_288
     numbers = run_numbers(generator, bandwidth=10e9, source="test")
-    assert numbers.kv_bytes_measured == numbers.kv_bytes_planned == 262_144
+    assert numbers.kv_bytes_measured == numbers.kv_bytes_planned == 524_288
     assert numbers.decode_tokens_per_s > 0 and numbers.decode_bound_tokens_per_s > 0
-    assert "KV cache 0.25 MiB float32 allocated (planner 0.25 MiB)" in numbers.line()
+    assert "KV cache 0.50 MiB float32 allocated (planner 0.50 MiB)" in numbers.line()
