@@ -128,9 +128,11 @@ def test_bad_requests_fail_with_one_line(generator, trained):
     assert not generator.queue
 
 
-def test_measured_kv_cache_bytes_equal_the_planner_figure(generator):
+def test_measured_kv_cache_bytes_equal_the_planner_figure(generator, corpus_prompts):
     from myllm_mc.infer.numbers import run_numbers
     from myllm_mc.plan.inference import kv_cache_bytes_per_token
+
+    generator.generate(corpus_prompts[:1], SamplingParams(temperature=0, max_new_tokens=4))   # megatron allocates
 
     m = generator.model_cfg
     per_token = kv_cache_bytes_per_token(m, bytes_per_element=4)        # fp32 cache
