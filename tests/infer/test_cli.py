@@ -70,8 +70,11 @@ def test_generate_errors_are_one_line_and_exit_2(trained, args, words):
 
 def test_chat_in_a_terminal_two_turns_reset_and_ctrl_c(trained):
     pexpect = pytest.importorskip("pexpect", reason="pexpect drives the pty (setup.py extra 'test')")
+    # a 512-token context (RoPE: the weights do not depend on it) so that two turns of random-weight text,
+    # which re-encodes into more tokens than were generated, still fit without dropping the first turn
     child = pexpect.spawn(sys.executable, ["-m", "myllm_mc.cli", "chat", "configs/tiny.yaml", "--set",
-                                           *trained["overrides"], "--checkpoint", trained["checkpoint"],
+                                           *trained["overrides"], "model.seq_length=512",
+                                           "--checkpoint", trained["checkpoint"],
                                            "--temperature", "0", "--max-new-tokens", "40", "--ignore-eos"],
                           cwd=str(REPO), env=_env(), encoding="utf-8", timeout=240, dimensions=(40, 200))
     child.delaybeforesend = None
@@ -81,7 +84,7 @@ def test_chat_in_a_terminal_two_turns_reset_and_ctrl_c(trained):
         for message in ["Hello there.", "What is a story?"]:
             child.expect_exact("you> ")
             child.sendline(message)
-            child.expect(r"\[40 tokens · [\d.]+ tok/s · first token \d+ ms · context (\d+)/128\]")
+            child.expect(r"\[40 tokens · [\d.]+ tok/s · first token \d+ ms · context (\d+)/512\]")
             contexts.append(int(child.match.group(1)))
         assert contexts[1] > contexts[0] + 20          # the second prompt carries the first turn (40-token reply)
         child.expect_exact("you> ")
@@ -95,7 +98,7 @@ def test_chat_in_a_terminal_two_turns_reset_and_ctrl_c(trained):
         child.expect_exact(" [stopped]")
         child.expect_exact("you> ")
         child.sendline("Hello there.")                  # history after reset + stopped turn: still alive
-        child.expect(r"context (\d+)/128\]")
+        child.expect(r"context (\d+)/512\]")
         assert int(child.match.group(1)) > contexts[0]
         child.expect_exact("you> ")
         child.sendline("/exit")
