@@ -1,0 +1,145 @@
+"""`myllm serve CONFIG --checkpoint DIR [--host 127.0.0.1] [--port 8000] [--api-key KEY] [limits...]`.
+
+An OpenAI-compatible server for a checkpoint of ours: /v1/completions, /v1/chat/completions (streaming as
+server-sent events), /v1/models, /health, /metrics, and a chat page at /. It binds 127.0.0.1 unless --host says
+otherwise; with --api-key (or MYLLM_API_KEY) every route but /health and the static page needs
+`Authorization: Bearer KEY`. SIGTERM or Ctrl-C stops accepting connections, lets the requests in flight finish
+(up to --drain-timeout seconds), then exits 0.
+
+Exit codes: 0 stopped cleanly; 2 bad arguments, config or checkpoint, or the port is taken (said before the model
+is loaded where it can be known then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from myllm_mc.config import ConfigError
+from myllm_mc.config.cli import add_config_arguments
+
+from .server_limits import API_KEY_ENV, ServerSettings
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = ServerSettings()
+    parser = argparse.ArgumentParser(prog="myllm serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--checkpoint", required=True,
+                        help="a checkpoint root (its latest step), a step_NNNNNNN directory, or a model save")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    parser.add_argument("--api-key", default=None, help=f"require this bearer key (default: ${API_KEY_ENV} if set)")
+    parser.add_argument("--model-name", default=None, help="the model id clients send (default: the config's name)")
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
+    parser.add_argument("--max-prompt-tokens", type=int, default=None,
+                        help="default: the model's seq_length minus one")
+    parser.add_argument("--max-tokens-limit", type=int, default=defaults.max_tokens_limit,
+                        help="the most tokens one request may ask for")
+    parser.add_argument("--default-max-tokens", type=int, default=defaults.default_max_tokens)
+    parser.add_argument("--max-concurrent", type=int, default=defaults.max_concurrent_requests,
+                        help="requests in flight at once; more get 429 with Retry-After")
+    parser.add_argument("--max-batch", type=int, default=defaults.max_batch_rows, help="rows per decode step")
+    parser.add_argument("--request-timeout", type=float, default=defaults.request_timeout_s,
+                        help="seconds a generation may run before it is stopped (504)")
+    parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout_s,
+                        help="seconds SIGTERM waits for requests in flight")
+    return parser
+
+
+def _settings(args, model_name: str) -> ServerSettings:
+    key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
+    settings = ServerSettings(
+        model_name=args.model_name or model_name, api_key=key, max_body_bytes=args.max_body_bytes,
+        max_prompt_tokens=args.max_prompt_tokens, max_tokens_limit=args.max_tokens_limit,
+        default_max_tokens=min(args.default_max_tokens, args.max_tokens_limit),
+        max_concurrent_requests=args.max_concurrent, max_batch_rows=args.max_batch,
+        request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout)
+    settings.check()
+    return settings
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket before loading the model: a taken port is known in milliseconds, not minutes."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--port {port}: address {host}:{port} is already in use — fix: stop the other "
+                              f"server or pick another port (--port 0 picks a free one)") from None
+        raise ConfigError(f"--host {host}: cannot bind ({err.strerror}) — fix: use 127.0.0.1, 0.0.0.0 or an "
+                          f"address of this machine") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(argv) -> int:
+    args = _parser().parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: not a TCP port — fix: use 1..65535 (or 0 for a free one)")
+    from myllm_mc.config import load
+    cfg = load(args.config, args.overrides, world_size=1)
+    if not Path(args.checkpoint).exists():
+        raise ConfigError(f"--checkpoint {args.checkpoint}: no such directory — fix: pass the checkpoint.dir of "
+                          f"a training run (or one of its step_NNNNNNN directories)")
+    try:
+        settings = _settings(args, cfg.model.name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    sock = _bind(args.host, args.port)
+    return serve(cfg, args.checkpoint, settings, sock)
+
+
+def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -> int:
+    """Load the model, start the batcher and run uvicorn on `sock` until SIGTERM/SIGINT; then drain and exit."""
+    import uvicorn
+
+    from .server_app import ServerState, build_app
+    from .server_metrics import ServerMetrics
+    from .serve_engine import load_engine
+
+    started = time.monotonic()
+    engine = load_engine(cfg, checkpoint)
+    metrics = ServerMetrics()
+    from .batcher import Batcher
+    batcher = Batcher(engine, metrics, max_rows=settings.max_batch_rows).start()
+    state = ServerState(settings, engine.tokenizer, engine.context_length, batcher, metrics)
+    app = build_app(state)
+    host, port = sock.getsockname()[:2]
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig, frame):            # SIGTERM/SIGINT: refuse new work, finish what runs
+            state.draining = True
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=settings.drain_timeout_s,
+                            access_log=False)
+    server = DrainingServer(config)
+    key = "on (Authorization: Bearer)" if settings.api_key else "off"
+    print(f"serving {settings.model_name} on http://{host}:{port} — chat page at /, OpenAI API at /v1; "
+          f"API key {key}; loaded in {time.monotonic() - started:.1f} s; limits: {settings.max_concurrent_requests} "
+          f"concurrent, {settings.max_batch_rows} rows/step, max_tokens ≤ {settings.max_tokens_limit}, "
+          f"{settings.request_timeout_s:g} s/request", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        batcher.stop()
+        engine.close()
+    served = metrics.counter("myllm_requests_total")
+    print(f"stopped: {int(served)} requests answered, {int(metrics.counter('myllm_completion_tokens_total'))} "
+          f"tokens generated", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
