@@ -13,19 +13,9 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from .server_metrics import ServerMetrics
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: Optional[int] = None
-    stop: tuple = ()                     # stop strings (not part of the output)
-    top_logprobs: Optional[int] = None   # None: no log-probs; 0: the sampled token's only; k: plus the k best
 
 
 @dataclass
@@ -33,7 +23,7 @@ class TokenEvent:
     """New output of one row: the text it adds (may be "" while a UTF-8 character or a stop string is pending)."""
     text: str
     token_ids: List[int]
-    logprobs: Optional[list] = None      # per token: (token_text, logprob, [(alt_text, alt_logprob), ...])
+    logprobs: Optional[list] = None      # per token: (token_text, logprob, top alternatives: [])
 
 
 @dataclass
@@ -48,7 +38,7 @@ class FinishEvent:
 class Job:
     """One row of generation and the channel its events go back through."""
     prompt_ids: List[int]
-    params: SamplingParams
+    params: object                       # myllm_mc.infer.sampling.SamplingParams
     loop: asyncio.AbstractEventLoop
     deadline: float                      # time.monotonic() after which the row is stopped
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
@@ -66,7 +56,8 @@ class Job:
 
 
 class Batcher:
-    """Owns a generator; `submit` queues jobs from any thread, the batcher thread decodes them in batches."""
+    """Owns a generator (`submit`/`step`/`cancel`, myllm_mc.infer.generator); HTTP handlers `submit` jobs from the
+    event loop, the batcher thread feeds them to the generator and runs its steps, one decode step for all rows."""
 
     def __init__(self, engine, metrics: ServerMetrics, max_rows: int = 8, batch_wait_s: float = 0.005):
         self.engine = engine
@@ -74,16 +65,18 @@ class Batcher:
         self.max_rows = max_rows
         self.batch_wait_s = batch_wait_s
         self._pending: "queue.Queue[Optional[Job]]" = queue.Queue()
+        self._live: Dict[int, Job] = {}          # generator request id -> job
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="myllm-batcher", daemon=True)
-        self.steps = 0                   # decode steps run (what the batching test reads)
-        self.rows_decoded = 0            # sum over steps of the rows in each step
+        self.steps = 0                           # engine steps that produced output
+        self.max_rows_seen = 0                   # the most rows one step advanced (the batching test reads it)
 
     def start(self) -> "Batcher":
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread; rows still running finish as "cancelled" (uvicorn has drained the requests by now)."""
         self._stop.set()
         self._pending.put(None)
         self._thread.join(timeout)
@@ -94,41 +87,99 @@ class Batcher:
         return job
 
     # --- the batcher thread ---------------------------------------------------------------------------
-    def _take(self, block: bool, limit: int) -> List[Job]:
-        """Up to `limit` pending jobs; with block=True waits for the first, then `batch_wait_s` for companions."""
-        jobs: List[Job] = []
+    def _run(self) -> None:
         try:
-            first = self._pending.get(block=block, timeout=0.5 if block else None)
+            while not self._stop.is_set():
+                self._admit(block=not self._live)
+                self._expire()
+                if self._live:
+                    self._step()
+        except BaseException as err:          # a broken model must not leave clients waiting forever
+            self._fail_all(f"{type(err).__name__}: {err}")
+            raise
+        finally:
+            for request_id, job in list(self._live.items()):
+                self.engine.cancel(request_id)
+                job.emit(FinishEvent("cancelled", len(job.prompt_ids), 0))
+            self._live.clear()
+
+    def _admit(self, block: bool) -> None:
+        """Hand new jobs to the generator. When idle, wait for one, then `batch_wait_s` for companions, so that
+        requests arriving together are prefilled together."""
+        try:
+            first = self._pending.get(timeout=0.5) if block else self._pending.get_nowait()
         except queue.Empty:
-            return jobs
-        if first is None:
-            return jobs
-        jobs.append(first)
+            return
+        jobs = [first]
         if block and self.batch_wait_s > 0:
             time.sleep(self.batch_wait_s)
-        while len(jobs) < limit:
+        while True:
+            try:
+                jobs.append(self._pending.get_nowait())
+            except queue.Empty:
+                break
+        self.metrics.set("myllm_queue_depth", 0)
+        for job in jobs:
+            if job is None:
+                continue
+            if job.cancelled.is_set():
+                job.emit(FinishEvent("cancelled", len(job.prompt_ids), 0))
+                continue
+            try:
+                request_id = self.engine.submit(job.prompt_ids, job.params)
+            except ValueError as err:          # GenerationError: the server validated first, so this is a bug
+                job.emit(FinishEvent("error", len(job.prompt_ids), 0, str(err)))
+                continue
+            self._live[request_id] = job
+
+    def _expire(self) -> None:
+        """Cancelled jobs (client gone) and jobs past their deadline leave the generator before the next step."""
+        now = time.monotonic()
+        for request_id, job in list(self._live.items()):
+            reason = "cancelled" if job.cancelled.is_set() else "timeout" if now > job.deadline else None
+            if reason is None:
+                continue
+            event = self.engine.cancel(request_id)
+            del self._live[request_id]
+            made = event.completion.completion_tokens if event is not None and event.completion else 0
+            job.emit(FinishEvent(reason, len(job.prompt_ids), made))
+
+    def _step(self) -> None:
+        started = time.perf_counter()
+        events = self.engine.step()
+        if not events:
+            return
+        self.steps += 1
+        self.max_rows_seen = max(self.max_rows_seen, len(events))
+        self.metrics.observe("myllm_decode_step_seconds", time.perf_counter() - started)
+        self.metrics.observe("myllm_decode_batch_rows", len(events))
+        self.metrics.set("myllm_batch_rows", len(self._live))
+        for event in events:
+            job = self._live.get(event.request_id)
+            if job is None:
+                continue
+            if event.token_ids or event.text:
+                job.emit(TokenEvent(event.text, list(event.token_ids), self._logprobs(job, event)))
+            if event.finished:
+                del self._live[event.request_id]
+                done = event.completion
+                job.emit(FinishEvent(done.finish_reason, done.prompt_tokens, done.completion_tokens))
+        self.metrics.set("myllm_batch_rows", len(self._live))
+
+    def _logprobs(self, job: Job, event) -> Optional[list]:
+        if not job.params.logprobs or not event.logprobs:
+            return None
+        decode = self.engine.tokenizer.decode
+        return [(decode([token]), float(logprob), []) for token, logprob in zip(event.token_ids, event.logprobs)]
+
+    def _fail_all(self, message: str) -> None:
+        for job in list(self._live.values()):
+            job.emit(FinishEvent("error", len(job.prompt_ids), 0, message))
+        self._live.clear()
+        while True:
             try:
                 job = self._pending.get_nowait()
             except queue.Empty:
-                break
-            if job is None:
-                break
-            jobs.append(job)
-        self.metrics.set("myllm_queue_depth", self._pending.qsize())
-        return [j for j in jobs if not self._drop_if_cancelled(j)]
-
-    @staticmethod
-    def _drop_if_cancelled(job: Job) -> bool:
-        if job.cancelled.is_set():
-            job.emit(FinishEvent("cancelled", len(job.prompt_ids), 0))
-            return True
-        return False
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            jobs = self._take(block=True, limit=self.max_rows)
-            if jobs:
-                self._decode(jobs)
-
-    def _decode(self, jobs: List[Job]) -> None:
-        raise NotImplementedError("wired to the generator API once it lands")
+                return
+            if job is not None:
+                job.emit(FinishEvent("error", len(job.prompt_ids), 0, message))

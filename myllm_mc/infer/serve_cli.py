@@ -18,7 +18,6 @@ import os
 import socket
 import sys
 import time
-from pathlib import Path
 
 from myllm_mc.config import ConfigError
 from myllm_mc.config.cli import add_config_arguments
@@ -87,14 +86,14 @@ def main(argv) -> int:
     args = _parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: not a TCP port — fix: use 1..65535 (or 0 for a free one)")
-    from myllm_mc.config import load
-    cfg = load(args.config, args.overrides, world_size=1)
-    if not Path(args.checkpoint).exists():
-        raise ConfigError(f"--checkpoint {args.checkpoint}: no such directory — fix: pass the checkpoint.dir of "
-                          f"a training run (or one of its step_NNNNNNN directories)")
+    from .loader import inference_config, load_tokenizer, resolve_checkpoint
+
+    cfg = inference_config(args.config, args.overrides, world_size=1)
     try:
+        resolve_checkpoint(args.checkpoint)
+        load_tokenizer(cfg)
         settings = _settings(args, cfg.model.name)
-    except ValueError as err:
+    except ValueError as err:          # GenerationError, TokenizerError, a limit: one line, exit 2
         raise ConfigError(str(err)) from None
     sock = _bind(args.host, args.port)
     return serve(cfg, args.checkpoint, settings, sock)
@@ -104,16 +103,19 @@ def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -
     """Load the model, start the batcher and run uvicorn on `sock` until SIGTERM/SIGINT; then drain and exit."""
     import uvicorn
 
+    from myllm_mc.parallel.state import destroy
+
+    from .batcher import Batcher
+    from .loader import load_generator
     from .server_app import ServerState, build_app
     from .server_metrics import ServerMetrics
-    from .serve_engine import load_engine
 
     started = time.monotonic()
-    engine = load_engine(cfg, checkpoint)
+    generator = load_generator(cfg, checkpoint, max_batch_size=settings.max_batch_rows)
     metrics = ServerMetrics()
-    from .batcher import Batcher
-    batcher = Batcher(engine, metrics, max_rows=settings.max_batch_rows).start()
-    state = ServerState(settings, engine.tokenizer, engine.context_length, batcher, metrics)
+    batcher = Batcher(generator, metrics, max_rows=settings.max_batch_rows,
+                      batch_wait_s=settings.batch_wait_s).start()
+    state = ServerState(settings, generator.tokenizer, generator.max_seq, batcher, metrics)
     app = build_app(state)
     host, port = sock.getsockname()[:2]
 
@@ -134,7 +136,7 @@ def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -
         server.run(sockets=[sock])
     finally:
         batcher.stop()
-        engine.close()
+        destroy()
     served = metrics.counter("myllm_requests_total")
     print(f"stopped: {int(served)} requests answered, {int(metrics.counter('myllm_completion_tokens_total'))} "
           f"tokens generated", flush=True)

@@ -9,6 +9,7 @@ A client that goes away mid-generation cancels its rows and frees its slot at on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import time
@@ -22,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .batcher import Batcher, FinishEvent, Job, SamplingParams, TokenEvent
+from .batcher import Batcher, FinishEvent, Job, TokenEvent
 from .server_limits import ConcurrencyGate, ServerSettings
 from .server_metrics import ServerMetrics
 from .server_schemas import ApiError, ChatCompletionRequest, CompletionRequest, error_body, parse
@@ -206,7 +207,7 @@ def chat_prompt_ids(tokenizer, messages: List[dict]) -> List[int]:
     return tokenizer.encode_chat(messages, add_generation_prompt=True)[0]
 
 
-def _params(state: ServerState, request, chat: bool, prompt_tokens: int) -> SamplingParams:
+def _params(state: ServerState, request, chat: bool, prompt_tokens: int):
     settings = state.settings
     if prompt_tokens > state.max_prompt_tokens:
         raise ApiError(400, f"the prompt has {prompt_tokens} tokens, more than the limit {state.max_prompt_tokens} — "
@@ -226,12 +227,11 @@ def _params(state: ServerState, request, chat: bool, prompt_tokens: int) -> Samp
                                 f"of {state.context_length} tokens — fix: ask for at most {room} tokens",
                            param="max_tokens", code="context_length_exceeded")
         max_tokens = asked
-    if chat:
-        top = (request.top_logprobs or 0) if request.logprobs else None
-    else:
-        top = request.logprobs
-    return SamplingParams(max_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,
-                          seed=request.seed, stop=tuple(request.stop or ()), top_logprobs=top)
+    from .sampling import SamplingParams
+
+    logprobs = bool(request.logprobs) if chat else request.logprobs is not None
+    return SamplingParams(max_new_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,
+                          seed=request.seed, stop=tuple(request.stop or ()), logprobs=logprobs)
 
 
 async def _generate(request: Request, state: ServerState, chat: bool) -> Response:
@@ -258,7 +258,7 @@ async def _generate(request: Request, state: ServerState, chat: bool) -> Respons
     jobs = []
     for choice in range(body.n):
         seed = None if params.seed is None else params.seed + choice
-        job = Job(prompt, SamplingParams(**{**params.__dict__, "seed": seed}), loop, deadline)
+        job = Job(prompt, dataclasses.replace(params, seed=seed), loop, deadline)
         jobs.append(job)
         slot.jobs.append(job)
     state.metrics.inc("myllm_prompt_tokens_total", len(prompt) * body.n)

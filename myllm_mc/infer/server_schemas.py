@@ -112,6 +112,9 @@ class CompletionRequest(_Sampling):
             return "echo", "echo is not supported by this server — fix: omit it"
         if self.suffix:
             return "suffix", "suffix (insertion) is not supported by this server — fix: omit it"
+        if self.logprobs:
+            return "logprobs", ("only logprobs: 0 is supported (the log-prob of each sampled token; no top "
+                                "alternatives) — fix: send logprobs: 0")
         if self.best_of not in (None, 1):
             return "best_of", "best_of is not supported by this server — fix: use n"
         return super().unsupported()
@@ -131,8 +134,9 @@ class ChatCompletionRequest(_Sampling):
             return "tools", "tool calling is not supported by this server — fix: omit tools"
         if self.response_format and self.response_format.get("type") not in (None, "text"):
             return "response_format", "only response_format {\"type\": \"text\"} is supported — fix: omit it"
-        if self.top_logprobs and not self.logprobs:
-            return "top_logprobs", "top_logprobs needs logprobs: true"
+        if self.top_logprobs:
+            return "top_logprobs", ("top_logprobs is not supported (logprobs: true gives each sampled token's "
+                                    "log-prob) — fix: omit it or send 0")
         return super().unsupported()
 
     def requested_max_tokens(self) -> Optional[int]:
