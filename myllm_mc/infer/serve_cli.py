@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import socket
 import sys
 import time
@@ -132,14 +133,19 @@ def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -
           f"API key {key}; loaded in {time.monotonic() - started:.1f} s; limits: {settings.max_concurrent_requests} "
           f"concurrent, {settings.max_batch_rows} rows/step, max_tokens ≤ {settings.max_tokens_limit}, "
           f"{settings.request_timeout_s:g} s/request", flush=True)
+    # uvicorn restores the handlers it found and then re-raises the signal it caught; with these in place that
+    # re-raise only records it, so the drained server exits 0 after its summary instead of dying by SIGTERM
+    caught = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, frame: caught.append(signal.Signals(number).name))
     try:
         server.run(sockets=[sock])
     finally:
         batcher.stop()
         destroy()
-    served = metrics.counter("myllm_requests_total")
-    print(f"stopped: {int(served)} requests answered, {int(metrics.counter('myllm_completion_tokens_total'))} "
-          f"tokens generated", flush=True)
+    why = f" on {caught[0]}" if caught else ""
+    print(f"stopped{why}: {int(metrics.counter('myllm_requests_total'))} requests answered, "
+          f"{int(metrics.counter('myllm_completion_tokens_total'))} tokens generated", flush=True)
     return 0
 
 
