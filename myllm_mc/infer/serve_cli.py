@@ -125,6 +125,10 @@ def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -
             state.draining = True
             super().handle_exit(sig, frame)
 
+    # sse-starlette ends every open stream the moment uvicorn sees SIGTERM; a drain lets them finish instead
+    # (each is bounded by its max_tokens and --request-timeout, and uvicorn by --drain-timeout)
+    from sse_starlette.sse import AppStatus
+    AppStatus.disable_automatic_graceful_drain()
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=settings.drain_timeout_s,
                             access_log=False)
     server = DrainingServer(config)
