@@ -81,6 +81,11 @@ class Batcher:
         self._pending.put(None)
         self._thread.join(timeout)
 
+    @property
+    def live_rows(self) -> int:
+        """Rows the generator is decoding now (a cancelled request's rows leave before the next step)."""
+        return len(self._live)
+
     def submit(self, job: Job) -> Job:
         self._pending.put(job)
         self.metrics.set("myllm_queue_depth", self._pending.qsize())
@@ -143,6 +148,7 @@ class Batcher:
             del self._live[request_id]
             made = event.completion.completion_tokens if event is not None and event.completion else 0
             job.emit(FinishEvent(reason, len(job.prompt_ids), made))
+            self.metrics.set("myllm_batch_rows", len(self._live))
 
     def _step(self) -> None:
         started = time.perf_counter()

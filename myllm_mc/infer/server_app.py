@@ -119,7 +119,7 @@ def build_app(state: ServerState) -> Starlette:
         if state.draining:
             return JSONResponse({"status": "draining"}, status_code=503)
         return JSONResponse({"status": "ok", "model": state.settings.model_name,
-                             "in_flight": state.gate.in_use})
+                             "in_flight": state.gate.in_use, "decoding_rows": state.batcher.live_rows})
 
     async def metrics(request: Request):
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -77,7 +77,10 @@ class ServerProcess:
 
     def __enter__(self) -> "ServerProcess":
         self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(self.command, cwd=REPO, env=_env(), stdout=self.log, stderr=subprocess.STDOUT,
+        # one intra-op thread: the test process and its clients share the 2 CI cores with the server, and
+        # OpenMP threads that spin on a busy machine make a tiny model's steps slower and noisier, not faster
+        env = dict(_env(), OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen(self.command, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + self.ready_timeout
         while self.url is None:
