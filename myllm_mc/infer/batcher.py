@@ -160,6 +160,8 @@ class Batcher:
         self.metrics.observe("myllm_decode_step_seconds", time.perf_counter() - started)
         self.metrics.observe("myllm_decode_batch_rows", len(events))
         self.metrics.set("myllm_batch_rows", len(self._live))
+        waiting = len(getattr(self.engine, "queue", ()))         # admitted to the generator, not yet in a row
+        self.metrics.set("myllm_queue_depth", self._pending.qsize() + waiting)
         for event in events:
             job = self._live.get(event.request_id)
             if job is None:

@@ -102,11 +102,11 @@ def small_server(serve_model, tmp_path_factory):
         yield server
 
 
-async def _open_streams(url: str, count: int, max_tokens: int):
-    """`count` streams that have each received their first chunk (so they hold their slots)."""
+async def _open_streams(url: str, prompts, max_tokens: int):
+    """One stream per prompt, each having received its first chunk (so they hold their slots)."""
     client = httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=60)
     streams = []
-    for prompt in PROMPTS[:count]:
+    for prompt in prompts:
         request = client.build_request("POST", "/v1/completions", json=_body(prompt, True, max_tokens))
         response = await client.send(request, stream=True)
         assert response.status_code == 200
@@ -119,7 +119,7 @@ async def _open_streams(url: str, count: int, max_tokens: int):
 
 def test_a_full_server_answers_429_with_retry_after_and_nothing_hangs(small_server):
     async def scenario():
-        client, streams = await _open_streams(small_server.url, 2, 60)
+        client, streams = await _open_streams(small_server.url, PROMPTS[:2], 60)
         started = time.perf_counter()
         refused = await asyncio.gather(*(client.post("/v1/completions", json=_body(p, False)) for p in PROMPTS[:6]))
         refusal_time = time.perf_counter() - started
@@ -141,7 +141,7 @@ def test_a_full_server_answers_429_with_retry_after_and_nothing_hangs(small_serv
 
 def test_a_client_that_disconnects_frees_its_slot_and_its_rows(small_server):
     async def scenario():
-        client, streams = await _open_streams(small_server.url, 2, 60)
+        client, streams = await _open_streams(small_server.url, PROMPTS[:2], 60)
         for response, _, _ in streams:
             await response.aclose()                    # hang up mid-stream
         deadline = time.monotonic() + 10
@@ -166,7 +166,7 @@ def test_sigterm_drains_the_stream_in_flight_then_exits_0(small_server):
     expected = _greedy(small_server, PROMPTS[2], 60)["choices"][0]["text"]
 
     async def scenario():
-        client, streams = await _open_streams(small_server.url, 1, 60)
+        client, streams = await _open_streams(small_server.url, PROMPTS[2:3], 60)
         small_server.proc.send_signal(15)
         response, lines, first = streams[0]
         rest = [line async for line in lines]
