@@ -9,7 +9,7 @@ from setuptools import find_packages, setup
 
 DATA = ["tokenizers>=0.20,<1", "pyarrow>=14", "webdataset>=0.2.86,<2", "zstandard>=0.22"]
 MPI = ["mpi4py>=3.1"]
-TEST = ["pytest>=8", "pytest-timeout>=2.3"] + DATA
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "pexpect>=4.8"] + DATA   # pexpect: `myllm chat` in a real pty
 # `myllm serve`: the ASGI stack, and what its tests drive it with (the official client, a real browser via selenium)
 SERVE = ["fastapi==0.165.0", "starlette==1.10.0", "pydantic==2.13.4", "uvicorn==0.54.0", "sse-starlette==3.7.0",
          "httpx==0.28.1", "openai==3.57.0", "selenium==4.51.0"]

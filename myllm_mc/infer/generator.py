@@ -47,6 +47,7 @@ class GenerationStats:
     decode_tokens: int = 0              # tokens produced by decode steps
     decode_s: float = 0.0
     decode_steps: int = 0
+    kv_slots_read: int = 0              # cache slots (rows × length) the decode steps attended over
     first_token_s: List[float] = field(default_factory=list)
 
     @property
@@ -128,14 +129,18 @@ class Generator:
         return request_id
 
     def cancel(self, request_id: int) -> Optional[StreamEvent]:
-        """Stop a queued or live request now (its row leaves at the next step); its final event, or None."""
+        """Stop a queued or live request now; its final event, or None. Call it from the thread that calls step()
+        (between steps)."""
         for state in self.queue:
             if state.request_id == request_id:
                 self.queue.remove(state)
                 return state.cancel()
         for state in self.live:
             if state.request_id == request_id and not state.finished:
-                return state.cancel()
+                event = state.cancel()
+                with torch.inference_mode():
+                    self._drop_finished()
+                return event
         return None
 
     def has_work(self) -> bool:
@@ -154,10 +159,13 @@ class Generator:
             events = self._decode()
         else:
             return []
+        self._drop_finished()
+        return events
+
+    def _drop_finished(self) -> None:
         keep = [row for row, state in enumerate(self.live) if not state.finished]
         self.cache.keep(keep)
         self.live = [self.live[row] for row in keep]
-        return events
 
     def _admit(self, states: List[RequestState]) -> List[StreamEvent]:
         start = time.perf_counter()
@@ -187,6 +195,7 @@ class Generator:
         events = self._sample_and_append(logits, self.live)
         self.stats.decode_tokens += len(self.live)
         self.stats.decode_steps += 1
+        self.stats.kv_slots_read += (offset + 1) * len(self.live)
         self.stats.decode_s += time.perf_counter() - start
         return events
 
@@ -233,7 +242,6 @@ class Generator:
                  params: Union[SamplingParams, Sequence[SamplingParams], None] = None) -> List[Completion]:
         """Run these prompts as one batch (in batches of max_batch_size); one Completion each, in order."""
         done = {}
-        order = None
         for event in self.stream(prompts, params):
             if event.finished:
                 done[event.request_id] = event.completion

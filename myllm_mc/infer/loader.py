@@ -21,7 +21,7 @@ INFERENCE_LAYOUT = ("parallel.virtual_pipeline=null", "parallel.sequence_paralle
 def resolve_checkpoint(path) -> Path:
     """The checkpoint directory to load: a step directory, the one a root's `latest` names, or a bare
     dist_checkpointing directory. Raises GenerationError (one line) when there is none."""
-    from myllm_mc.train import checkpoint_store as store
+    from myllm_mc import checkpoint as store
 
     path = Path(path)
     if not path.exists():
@@ -55,7 +55,8 @@ def load_tokenizer(cfg, tokenizer_path=None):
 def load_model_for_inference(cfg, checkpoint):
     """This rank's GPTModel filled from `checkpoint` (needs init_distributed(cfg) first); bf16 runs wrapped in
     megatron's Float16Module as in training."""
-    from myllm_mc.model import build_model, load_model
+    from myllm_mc.checkpoint import load_model
+    from myllm_mc.model import build_model
 
     chunks = build_model(cfg)
     load_model(chunks, str(resolve_checkpoint(checkpoint)))

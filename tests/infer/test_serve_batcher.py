@@ -15,7 +15,7 @@ PROMPTS = ["The quick", "Rain falls", "Children play", "Water boils"]
 
 
 @pytest.fixture(scope="module")
-def generator(serve_model):
+def serve_generator(serve_model):
     from myllm_mc.infer.loader import inference_config, load_generator
 
     overrides, checkpoint = serve_model
@@ -41,7 +41,8 @@ async def _drain(job: Job, cancel_after: int | None = None):
             job.cancel()
 
 
-def test_requests_arriving_together_share_every_decode_step(generator):
+def test_requests_arriving_together_share_every_decode_step(serve_generator):
+    generator = serve_generator
     prompts = [generator.tokenizer.encode(p) for p in PROMPTS]
     solo = [generator.generate([p], _greedy(12))[0] for p in prompts]
     batcher = Batcher(generator, ServerMetrics(), max_rows=4, batch_wait_s=0.05).start()
@@ -62,7 +63,8 @@ def test_requests_arriving_together_share_every_decode_step(generator):
     assert (batcher.steps, batcher.max_rows_seen) == (12, 4)
 
 
-def test_deadline_and_cancel_end_rows_and_the_others_carry_on(generator):
+def test_deadline_and_cancel_end_rows_and_the_others_carry_on(serve_generator):
+    generator = serve_generator
     prompts = [generator.tokenizer.encode(p) for p in PROMPTS[:3]]
     reference = generator.generate([prompts[2]], _greedy(20))[0]
     batcher = Batcher(generator, ServerMetrics(), max_rows=4, batch_wait_s=0.05).start()
