@@ -36,7 +36,8 @@ class ServerSettings:
                     "--request-timeout": self.request_timeout_s, "--default-max-tokens": self.default_max_tokens}
         for flag, value in positive.items():
             if value <= 0:
-                raise ValueError(f"{flag} must be positive, got {value}")
+                raise ValueError(f"{flag} must be positive, got {value} — fix: pass a number above 0 or leave the "
+                                 f"default")
         if self.default_max_tokens > self.max_tokens_limit:
             raise ValueError(f"--default-max-tokens {self.default_max_tokens} exceeds --max-tokens-limit "
                              f"{self.max_tokens_limit} — fix: lower it or raise the limit")

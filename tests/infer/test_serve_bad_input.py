@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
+
+from tests.infer.serve_helpers import REPO
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -82,3 +88,20 @@ def test_server_keeps_serving_after_the_bad_input(api_server):
         assert done.status_code == 200 and done.json()["choices"][0]["text"].startswith(" fox")
         metrics = http.get("/metrics").text
     assert 'status="422"' in metrics and 'status="413"' in metrics and 'status="401"' in metrics
+
+
+def test_the_cli_refuses_bad_arguments_in_one_line_before_loading_the_model(serve_model):
+    overrides, checkpoint = serve_model
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = {"--port": (["--checkpoint", str(checkpoint), "--port", str(port)], "is already in use"),
+                 "--checkpoint": (["--checkpoint", str(checkpoint) + "-missing"], "does not exist")}
+        for flag, (args, text) in cases.items():
+            done = subprocess.run([sys.executable, "-m", "myllm_mc.cli", "serve", "configs/tiny.yaml", *args,
+                                   "--set", *overrides], cwd=REPO, capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+            last = done.stderr.strip().splitlines()[-1]
+            assert done.returncode == 2 and text in last and "fix:" in last, (flag, done.stderr[-2000:])
+            assert "serving" not in done.stdout
