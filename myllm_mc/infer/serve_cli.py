@@ -120,7 +120,17 @@ def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -
     app = build_app(state)
     host, port = sock.getsockname()[:2]
 
+    key = "on (Authorization: Bearer)" if settings.api_key else "off"
+    ready = (f"serving {settings.model_name} on http://{host}:{port} — chat page at /, OpenAI API at /v1; "
+             f"API key {key}; limits: {settings.max_concurrent_requests} concurrent, {settings.max_batch_rows} "
+             f"rows/step, max_tokens ≤ {settings.max_tokens_limit}, {settings.request_timeout_s:g} s/request")
+
     class DrainingServer(uvicorn.Server):
+        async def startup(self, sockets=None):       # the ready line once connections are really accepted
+            await super().startup(sockets=sockets)
+            if self.started:
+                print(f"{ready}; ready {time.monotonic() - started:.1f} s after start", flush=True)
+
         def handle_exit(self, sig, frame):            # SIGTERM/SIGINT: refuse new work, finish what runs
             state.draining = True
             super().handle_exit(sig, frame)
@@ -132,11 +142,6 @@ def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=settings.drain_timeout_s,
                             access_log=False)
     server = DrainingServer(config)
-    key = "on (Authorization: Bearer)" if settings.api_key else "off"
-    print(f"serving {settings.model_name} on http://{host}:{port} — chat page at /, OpenAI API at /v1; "
-          f"API key {key}; loaded in {time.monotonic() - started:.1f} s; limits: {settings.max_concurrent_requests} "
-          f"concurrent, {settings.max_batch_rows} rows/step, max_tokens ≤ {settings.max_tokens_limit}, "
-          f"{settings.request_timeout_s:g} s/request", flush=True)
     # uvicorn restores the handlers it found and then re-raises the signal it caught; with these in place that
     # re-raise only records it, so the drained server exits 0 after its summary instead of dying by SIGTERM
     caught = []
