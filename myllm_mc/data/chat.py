@@ -98,7 +98,7 @@ def encode_chat_batch(batch, tokenizer: Tokenizer, key: str, append_eod: bool, d
     """Parse, validate and render one raw batch of conversations (runs in a preprocessing worker)."""
     from .preprocess import EncodedBatch
 
-    ids_list, masks, bad, surrogates = [], [], [], 0
+    conversations, bad, surrogates = [], [], 0
     for number, payload in zip(batch.numbers, batch.payloads):
         try:
             messages = parse_conversation(batch.kind, payload, key)
@@ -110,7 +110,11 @@ def encode_chat_batch(batch, tokenizer: Tokenizer, key: str, append_eod: bool, d
             message["content"], n = replace_lone_surrogates(message["content"])
             replaced += n
         surrogates += bool(replaced)
-        ids, mask = encode_conversation(tokenizer, messages, append_eod)
+        conversations.append(messages)
+    ids_list, masks = [], []
+    for ids, mask in tokenizer.encode_chat_batch(conversations):
+        if append_eod:
+            ids, mask = ids + [tokenizer.eod], mask + [0]
         ids_list.append(ids)
         masks.append(mask)
     lengths = np.fromiter((len(d) for d in ids_list), dtype=np.int64, count=len(ids_list))
