@@ -189,6 +189,8 @@ def install() -> bool:
     BackwardCFunction.apply = _backward_with_mode(BackwardCFunction.apply)   # patch backward_mode
     _mode = _CudaOnCpuMode()
     _mode.__enter__()
+    from .cpu_allocator import pin_mmap_threshold
+    pin_mmap_threshold()    # not CUDA-related, but CPU-only: predictable resident memory (see cpu_allocator.py)
     return True
 
 
