@@ -170,9 +170,9 @@ def _memory_row(cfg, run_dir: Path, bench: Optional[dict], cpu: bool) -> Row:
 
 def _checkpoint_row(cfg, checkpoint: Optional[Path], params: int) -> Row:
     e = 4 if cfg.model.precision == "fp32" else 2
-    adam = 8 if e == 4 else 12
-    predicted = (e + adam) * params
-    why = f"{e} B weights + {adam} B optimizer per parameter ({cfg.model.precision}), every shard once"
+    predicted = (e + 12) * params
+    why = (f"{e} B weights + 12 B optimizer (fp32 main param + 2 moments, saved even in fp32) per parameter,"
+           " every shard once")
     return Row("checkpoint size on disk", predicted, _dir_bytes(checkpoint) if checkpoint else None, "B",
                f"{why}; {checkpoint.name}" if checkpoint else "not measured (no checkpoint in the run)")
 
