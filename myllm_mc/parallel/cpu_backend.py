@@ -200,6 +200,8 @@ def install() -> bool:
     communication_utils._is_cuda = _cpu_is_cuda                              # patch inference_is_cuda
     _mode = _CudaOnCpuMode()
     _mode.__enter__()
+    from .cpu_allocator import pin_mmap_threshold
+    pin_mmap_threshold()    # not CUDA-related, but CPU-only: predictable resident memory (see cpu_allocator.py)
     return True
 
 
