@@ -80,17 +80,35 @@ def test_16_concurrent_streams_each_equal_their_greedy_text(api_server):
     assert tokens == 16 * MAX_TOKENS
 
 
-def test_eight_clients_at_once_get_more_tokens_per_second_than_one(api_server):
-    """The batching figure of docs/benchmarks.md: 8 concurrent clients vs one, same 40-token greedy requests."""
+def _decode_steps(server) -> tuple:
+    """(decode steps, rows summed over those steps) from /metrics' rows-per-step histogram."""
+    with server.client() as http:
+        text = http.get("/metrics").text
+    values = {}
+    for line in text.splitlines():
+        for name in ("myllm_decode_batch_rows_count", "myllm_decode_batch_rows_sum"):
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                values[name] = float(line.rsplit(" ", 1)[1])
+    return values["myllm_decode_batch_rows_count"], values["myllm_decode_batch_rows_sum"]
+
+
+def test_eight_clients_at_once_share_decode_steps(api_server):
+    """8 concurrent clients decode in shared steps (the structural fact; the tokens/s ratio it buys is printed for
+    docs/benchmarks.md, not asserted: speed on a shared CI box is a benchmark, not a test)."""
     prompts = [" ".join(s.split()[:2]) for s in SENTENCES]
     asyncio.run(_concurrent(api_server.url, prompts[:1], 40))                  # warm-up
     one, one_wall = asyncio.run(_concurrent(api_server.url, prompts[:1], 40))
+    steps_before, rows_before = _decode_steps(api_server)
     eight, eight_wall = asyncio.run(_concurrent(api_server.url, prompts, 40))
+    steps_after, rows_after = _decode_steps(api_server)
     single = one[0]["tokens"] / one_wall
     aggregate = sum(r["tokens"] for r in eight) / eight_wall
+    steps, rows = steps_after - steps_before, rows_after - rows_before
     print(f"\nbatching: 1 client {single:.1f} tokens/s; 8 concurrent clients {aggregate:.1f} tokens/s aggregate "
-          f"= {aggregate / single:.2f}x")
-    assert aggregate > 2.0 * single
+          f"= {aggregate / single:.2f}x; {rows:.0f} rows in {steps:.0f} decode steps ({rows / steps:.2f} rows/step)")
+    assert sum(r["tokens"] for r in eight) == 8 * 40
+    assert rows >= 8 * 39                       # every generated token after the first came from a decode step
+    assert steps <= 0.5 * rows, "concurrent requests did not share decode steps"
 
 
 @pytest.fixture(scope="module")
