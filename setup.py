@@ -9,7 +9,10 @@ from setuptools import find_packages, setup
 
 DATA = ["tokenizers>=0.20,<1", "pyarrow>=14", "webdataset>=0.2.86,<2", "zstandard>=0.22"]
 MPI = ["mpi4py>=3.1"]
-TEST = ["pytest>=8", "pytest-timeout>=2.3"] + DATA
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "pexpect>=4.8"] + DATA   # pexpect: `myllm chat` in a real pty
+# `myllm serve`: the ASGI stack, and what its tests drive it with (the official client, a real browser via selenium)
+SERVE = ["fastapi==0.165.0", "starlette==1.10.0", "pydantic==2.13.4", "uvicorn==0.54.0", "sse-starlette==3.7.0",
+         "httpx==0.28.1", "openai==3.57.0", "selenium==4.51.0"]
 
 setup(
     name="myllm_mc",
@@ -19,6 +22,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["myllm_mc", "myllm_mc.*"]),
+    package_data={"myllm_mc.infer": ["static/*.html"]},     # the chat page `myllm serve` shows at /
     install_requires=[
         "torch>=2.4",                   # install torch==2.13.0 (CPU) or your CUDA build first; not upgraded here
         "megatron-core==0.16.1",
@@ -35,7 +39,8 @@ setup(
         "data": DATA,
         "mpi": MPI,
         "test": TEST,
-        "all": DATA + MPI + TEST,
+        "serve": SERVE,
+        "all": DATA + MPI + TEST + SERVE,
     },
     entry_points={"console_scripts": ["myllm=myllm_mc.cli:main"]},
 )

@@ -17,6 +17,10 @@ echo "== 5. loss → updates: pretrain the tiny preset on 2 processes (data para
 myllm train configs/tiny.yaml --nproc-per-node 2 --set training.steps=100 checkpoint.save_interval=50
 echo "== 6. the checkpoint it left (loads at any other layout)"
 myllm checkpoint inspect runs/tiny/checkpoints
+echo "== 7. inference: generate from the model it trained (KV cache on megatron-core; numbers on the last line)"
+myllm generate configs/tiny.yaml --checkpoint runs/tiny/checkpoints --prompt "Once upon a time" \
+    --max-new-tokens 48 --temperature 0.8 --seed 1
+echo "   talk to it: myllm chat configs/tiny.yaml --checkpoint runs/tiny/checkpoints"
 echo "metrics: runs/tiny/metrics.jsonl, plot: runs/tiny/loss.png, TensorBoard: runs/tiny/tensorboard"
 echo "== 7. aligned responses: SFT on the shipped verifiable tasks (assistant-only loss, packed), from that checkpoint"
 myllm finetune sft configs/sft_tiny.yaml --nproc-per-node 2 --set align.epochs=null training.steps=40 \

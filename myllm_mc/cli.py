@@ -22,6 +22,7 @@ STAGES = [
     ("checkpoint", "myllm_mc.checkpoint.cli:main", "inspect a checkpoint (`checkpoint inspect DIR`)"),
     ("finetune", "myllm_mc.align.cli:main", "SFT, DPO and GRPO on a pretrained checkpoint"),
     ("generate", "myllm_mc.infer.generate_cli:main", "prefill + decode with a KV cache, sampling"),
+    ("chat", "myllm_mc.infer.chat_cli:main", "talk to a checkpoint in the terminal (chat template, streaming)"),
     ("export", "myllm_mc.infer.export_cli:main", "convert checkpoints (HF safetensors, GGUF), quantize"),
     ("serve", "myllm_mc.infer.serve_cli:main", "a local HTTP server for generation"),
     ("benchmark", "myllm_mc.bench.cli:main", "measure tokens/s and MFU of a layout, sweep layouts"),

@@ -81,7 +81,11 @@ def run_benchmark(cfg: Config, warmup: int) -> dict:
     ranks: List[dict] = [None] * dist.get_world_size()
     dist.all_gather_object(ranks, mine)
     predicted = memory_per_gpu(cfg)
-    row = summarise(cfg, ranks, step_flops(cfg), *peak_tflops(cfg), memory.label, predicted.total)
+    total = predicted.total
+    if not memory.cuda:      # a CPU rank holds more than the CUDA model: fp32 grad buffer, working sets (plan/cpu_memory.py)
+        from myllm_mc.plan.cpu_memory import cpu_memory_per_process
+        total = cpu_memory_per_process(cfg).total
+    row = summarise(cfg, ranks, step_flops(cfg), *peak_tflops(cfg), memory.label, total)
     row.update(exit_code=result.exit_code, planner_stage=predicted.stage)
     return row
 

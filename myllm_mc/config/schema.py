@@ -35,6 +35,9 @@ class ModelConfig:
     make_vocab_size_divisible_by: int = 128
     recompute: Literal["none", "selective", "full"] = "none"
     spec: Literal["auto", "local", "te"] = "auto"   # te = Transformer Engine kernels (GPU); local = plain torch
+    # local spec's core attention: sdpa = torch scaled_dot_product_attention (flash/efficient kernels, no s×s
+    # scores kept); unfused = megatron's DotProductAttention (explicit scores + softmax; no context parallelism)
+    attention_backend: Literal["sdpa", "unfused"] = "sdpa"
     precision: Literal["fp32", "bf16", "fp8"] = "bf16"
     fp8_recipe: Literal["delayed", "current"] = "delayed"
 

@@ -92,6 +92,9 @@ def _check_layout(cfg: Config) -> None:
         raise ConfigError(
             f"parallel.tensor: {p.tensor} does not divide model.num_query_groups {m.num_query_groups}"
             f" — fix: use a tensor size that divides {m.num_query_groups}, or more query groups")
+    if m.attention_backend == "unfused" and p.context > 1 and m.spec == "local":
+        raise ConfigError("model.attention_backend: unfused (megatron's DotProductAttention) has no context"
+                          " parallelism — fix: --set model.attention_backend=sdpa or parallel.context=1")
     if p.sequence_parallel and p.tensor == 1:
         raise ConfigError("parallel.sequence_parallel: needs tensor parallelism (parallel.tensor > 1)"
                           " — fix: --set parallel.sequence_parallel=false or parallel.tensor=2")

@@ -127,24 +127,40 @@ class Tokenizer:
 
         Each message renders as `<|im_start|>ROLE\\nCONTENT<|im_end|>\\n`; the role names are ordinary text.
         With add_generation_prompt the ids end with `<|im_start|>assistant\\n`, ready for generation.
+        `ROLE\\nCONTENT` is tokenized as one string, exactly as a tokenizer applying the chat template
+        (myllm_mc.data.chat_template, transformers, llama.cpp) does; a token that straddles the newline and
+        the reply (a reply starting with spaces) counts as the reply's. Control-token strings inside CONTENT
+        stay ordinary text.
         """
-        ids, mask = [], []
+        return self.encode_chat_batch([messages], add_generation_prompt)[0]
+
+    def encode_chat_batch(self, conversations: Sequence[Sequence[dict]], add_generation_prompt: bool = False
+                          ) -> List[Tuple[List[int], List[int]]]:
+        """`encode_chat` for many conversations with one call into the Rust side (chat preprocessing)."""
+        texts, starts = [], []
+        for conversation in conversations:
+            for n, message in enumerate(conversation):
+                role, content = message.get("role"), message.get("content")
+                if role not in CHAT_ROLES or not isinstance(content, str):
+                    raise ValueError(f"message {n}: expected role in {CHAT_ROLES} and string content, got "
+                                     f"role={role!r} — fix: use {{'role': 'user', 'content': '...'}}")
+                texts.append(self._checked(f"{role}\n{content}", "strict"))
+                starts.append(len(role) + 1)
+        encodings = iter(self._tok.encode_batch(texts, add_special_tokens=False) if texts else [])
+        starts = iter(starts)
         newline = self.encode("\n")
-        for n, message in enumerate(messages):
-            role, content = message.get("role"), message.get("content")
-            if role not in CHAT_ROLES or not isinstance(content, str):
-                raise ValueError(f"message {n}: expected role in {CHAT_ROLES} and string content, got "
-                                 f"role={role!r} — fix: use {{'role': 'user', 'content': '...'}}")
-            head = [self.im_start] + self.encode(role) + newline
-            body = self.encode(content) + [self.im_end]
-            learn = 1 if role == "assistant" else 0
-            ids += head + body + newline
-            mask += [0] * len(head) + [learn] * len(body) + [0] * len(newline)
-        if add_generation_prompt:
-            head = [self.im_start] + self.encode("assistant") + newline
-            ids += head
-            mask += [0] * len(head)
-        return ids, mask
+        generation = [self.im_start] + self.encode("assistant\n") if add_generation_prompt else []
+        out = []
+        for conversation in conversations:
+            ids, mask = [], []
+            for message in conversation:
+                encoding, reply_start = next(encodings), next(starts)
+                learn = 1 if message["role"] == "assistant" else 0
+                ids += [self.im_start] + encoding.ids + [self.im_end] + newline
+                mask += ([0] + [learn if end > reply_start else 0 for _, end in encoding.offsets] + [learn]
+                         + [0] * len(newline))
+            out.append((ids + generation, mask + [0] * len(generation)))
+        return out
 
     def __repr__(self) -> str:
         return f"Tokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"

@@ -2,8 +2,10 @@
 
 te    megatron-core's Transformer Engine spec (fused norm+linear, TE attention with native context parallelism,
       FP8). Its final norm is TENorm, chosen by megatron's TransformerBlock.
-local megatron-core's local spec (plain torch) with two substitutions from `layers.py`: our RMSNorm (sequence
-      parallelism) for both layer norms and the final norm, and our ContextParallelAttention when context > 1.
+local megatron-core's local spec (plain torch) with two substitutions: our RMSNorm (`layers.py`, sequence
+      parallelism) for both layer norms and the final norm, and, with `model.attention_backend: sdpa` (the
+      default), our SDPA core attention (`sdpa_attention.py`: fused kernels, masks, context parallelism) in
+      place of megatron's unfused DotProductAttention, which materialises the s×s scores.
 The choice itself (config + hardware) is `myllm_mc.parallel.hardware.resolve_spec`.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from myllm_mc.config import ConfigError
 from myllm_mc.config.schema import Config
 from myllm_mc.parallel.hardware import resolve_spec
 
@@ -30,14 +33,18 @@ def _local_block_spec(cfg: Config, transformer_config, vp_stage: Optional[int]):
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
     from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 
-    from .layers import ContextParallelAttention, RMSNorm
+    from .layers import RMSNorm
+    from .sdpa_attention import SDPAAttention
 
     spec = get_gpt_layer_local_spec(normalization=cfg.model.normalization)
     layer = spec.submodules
     attention = layer.self_attention
-    if cfg.parallel.context > 1:
+    if cfg.model.attention_backend == "unfused" and cfg.parallel.context > 1:
+        raise ConfigError("model.attention_backend: unfused (megatron's DotProductAttention) has no context"
+                          " parallelism — fix: --set model.attention_backend=sdpa or parallel.context=1")
+    if cfg.model.attention_backend == "sdpa":
         attention = dataclasses.replace(attention, submodules=dataclasses.replace(
-            attention.submodules, core_attention=ContextParallelAttention))
+            attention.submodules, core_attention=SDPAAttention))
     norm = RMSNorm if cfg.model.normalization == "RMSNorm" else layer.input_layernorm
     spec = dataclasses.replace(spec, submodules=dataclasses.replace(
         layer, input_layernorm=norm, pre_mlp_layernorm=norm, self_attention=attention))

@@ -74,6 +74,10 @@ PATCHES = (
           " tensor-parallel init, dropout forks and activation recompute reproduce their random streams",
           (("megatron.core.tensor_parallel.random", "orig_rng_state = torch.cuda.get_rng_state()"),
            ("megatron.core.tensor_parallel.random", "_set_cuda_rng_state(self.states_[name]"))),
+    Patch("inference_is_cuda",
+          "megatron's inference broadcasts (sampled tokens from the last pipeline stage) assert tensor.is_cuda"
+          " before a torch.distributed.broadcast that gloo runs on CPU tensors; the check becomes 'not None'",
+          (("megatron.core.inference.communication_utils", "assert tensor.is_cuda"),)),
 )
 
 
@@ -144,6 +148,10 @@ def _cpu_rng_tracker_class():
     return CpuRNGStatesTracker
 
 
+def _cpu_is_cuda(tensor):
+    assert tensor is not None
+
+
 def _cpu_get_rng_state(device="cuda", clone=False, graph_safe=False):
     return torch.get_rng_state()
 
@@ -168,6 +176,7 @@ def install() -> bool:
         return False
     if _mode is not None:
         return True
+    from megatron.core.inference import communication_utils
     from megatron.core.tensor_parallel import random as mrandom
     from torch.autograd.function import BackwardCFunction
 
@@ -176,7 +185,8 @@ def install() -> bool:
         current_device=torch.cuda.current_device, synchronize=torch.cuda.synchronize,
         manual_seed=torch.cuda.manual_seed, tracker_cls=mrandom.CudaRNGStatesTracker,
         get_state=mrandom._get_cuda_rng_state, set_state=mrandom._set_cuda_rng_state,
-        tracker=mrandom._CUDA_RNG_STATE_TRACKER, tracker_init=mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED)
+        tracker=mrandom._CUDA_RNG_STATE_TRACKER, tracker_init=mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED,
+        is_cuda=communication_utils._is_cuda)
     torch.cuda.current_device = lambda: "cpu"          # patch current_device
     torch.cuda.synchronize = lambda device=None: None  # patch synchronize
     torch.cuda.manual_seed = torch.manual_seed         # patch manual_seed (the CPU default generator)
@@ -187,8 +197,11 @@ def install() -> bool:
     mrandom._set_cuda_rng_state = _cpu_set_rng_state
     mrandom.initialize_rng_tracker(force_reset=True)
     BackwardCFunction.apply = _backward_with_mode(BackwardCFunction.apply)   # patch backward_mode
+    communication_utils._is_cuda = _cpu_is_cuda                              # patch inference_is_cuda
     _mode = _CudaOnCpuMode()
     _mode.__enter__()
+    from .cpu_allocator import pin_mmap_threshold
+    pin_mmap_threshold()    # not CUDA-related, but CPU-only: predictable resident memory (see cpu_allocator.py)
     return True
 
 
@@ -197,6 +210,7 @@ def uninstall() -> None:
     global _mode
     if _mode is None:
         return
+    from megatron.core.inference import communication_utils
     from megatron.core.tensor_parallel import random as mrandom
     from torch.autograd.function import BackwardCFunction
 
@@ -211,6 +225,7 @@ def uninstall() -> None:
     mrandom._set_cuda_rng_state = _saved["set_state"]
     mrandom._CUDA_RNG_STATE_TRACKER = _saved["tracker"]
     mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED = _saved["tracker_init"]
+    communication_utils._is_cuda = _saved["is_cuda"]
 
 
 def missing_call_sites() -> list[str]:

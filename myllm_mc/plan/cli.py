@@ -1,6 +1,7 @@
 """`myllm plan`: explain a config's numbers, list the layouts that fit, or derive a config from budgets.
 
     myllm plan CONFIG [--set K=V ...] [--json]                  every derived figure, each with its why
+    myllm plan CONFIG --compare RUN_DIR [--json]                predicted / measured / ratio for what a run measured
     myllm plan --layouts CONFIG [--gpus 8] [--gpu h100]         valid layouts, predicted memory, a recommendation
     myllm plan --derive --params 1.05e9 --tokens 27.54e9        a model shape, batch, steps and layout as YAML
     myllm plan --derive --hours 12 --gpus 8 --gpu h100 --mfu 0.5
@@ -43,6 +44,8 @@ def _config_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layouts", action="store_true", help="list every valid layout with predicted memory")
     parser.add_argument("--gpus", type=int, default=None, help="GPU count for --layouts (default: the config's)")
     parser.add_argument("--gpu", default=None, help="GPU model (a100, h100, h200, b200); default plan.gpu")
+    parser.add_argument("--compare", metavar="RUN_DIR", default=None,
+                        help="a run's logging.dir or benchmark --out: predicted vs measured for every figure it holds")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -121,6 +124,15 @@ def main(argv: Optional[list] = None) -> int:
         return run_derive(_derive_parser().parse_args(argv))
     args = _config_parser().parse_args(argv)
     overrides = list(args.overrides) + ([f"plan.gpu={args.gpu}"] if args.gpu else [])
+    if args.compare:
+        from .compare import as_json, compare, render, run_world_size
+        cfg = load(args.config, overrides, args.world_size or run_world_size(args.compare))
+        rows = compare(cfg, args.compare)
+        if args.json:
+            _print_json({"config": args.config, "run_dir": args.compare, "rows": as_json(rows)})
+        else:
+            print(render(rows, cfg, args.compare))
+        return 0
     cfg = load(args.config, overrides, args.world_size)
     from .hardware import gpu_spec
     gpu_spec(cfg.plan.gpu)  # an unknown GPU fails here, once, with the list of known names

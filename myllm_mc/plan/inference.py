@@ -37,3 +37,16 @@ def decode_bounds(model_cfg, parameters: int, hbm_bytes_per_s: float) -> list[De
         weights = parameters * per_weight
         bounds.append(DecodeBound(fmt, weights, hbm_bytes_per_s / weights, hbm_bytes_per_s / (weights + kv_full)))
     return bounds
+
+
+def kv_cache_bytes(model_cfg, tokens: int, bytes_per_element: int, tensor: int = 1, pipeline: int = 1) -> int:
+    """Bytes of a KV cache holding `tokens` token slots (max batch × max sequence for a static cache) on ONE rank:
+    tensor parallelism splits the KV heads, pipeline parallelism the layers (both divide exactly in megatron)."""
+    per_token = kv_cache_bytes_per_token(model_cfg, bytes_per_element=bytes_per_element)
+    return per_token * tokens // (tensor * pipeline)
+
+
+def decode_step_bound(weight_bytes: float, kv_bytes_read: float, bytes_per_s: float, batch: float = 1.0) -> float:
+    """Tokens/s ceiling of decode when every step reads all weights once plus the KV cache of the batch:
+    batch tokens per (weight_bytes + kv_bytes_read) / bytes_per_s seconds."""
+    return batch * bytes_per_s / (weight_bytes + kv_bytes_read)

@@ -53,8 +53,9 @@ class MemoryBreakdown:
 
 
 def uses_flash_attention(model_cfg) -> bool:
-    """Transformer Engine (spec te, or auto on a GPU) runs fused attention that never stores the s×s scores."""
-    return model_cfg.spec != "local"
+    """Fused attention never stores the s×s scores: Transformer Engine (spec te, or auto on a GPU) and the local
+    spec's SDPA core attention (`model.attention_backend: sdpa`, the default); only `unfused` stores them."""
+    return model_cfg.spec != "local" or getattr(model_cfg, "attention_backend", "sdpa") == "sdpa"
 
 
 def _element_bytes(model_cfg) -> int:

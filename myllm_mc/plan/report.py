@@ -174,7 +174,7 @@ def _memory_figures(cfg) -> list[Figure]:
     opt_bytes = 12 if e == 2 else 8
     name = layout_name(p)
     S = f"memory per GPU ({name}, micro-batch {cfg.training.micro_batch_size}, recompute {m.recompute})"
-    attention = "fused (TE flash) attention" if uses_flash_attention(m) else "unfused attention (s×s stored)"
+    attention = "fused (flash) attention" if uses_flash_attention(m) else "unfused attention (s×s stored)"
     stage = {"only": "", "first": " on the first pipeline stage", "last": " on the last pipeline stage"}[mem.stage]
     figs = [
         Figure("memory.parameters_on_gpu", S, "parameters on this GPU", mem.parameters_on_gpu, "",
@@ -202,9 +202,9 @@ def _memory_figures(cfg) -> list[Figure]:
         other = memory_per_gpu(cfg, recompute=mode)
         why = f"activations {other.activations / GiB:.2f} GiB with recompute={mode}"
         if mode == "none" and uses_flash_attention(m):
-            unfused = memory_per_gpu(dataclasses.replace(cfg, model=dataclasses.replace(m, spec="local")),
-                                     recompute=mode)
-            why += (f"; fused attention stores no s×s scores, so this ≈ selective (unfused, model.spec=local:"
+            unfused = memory_per_gpu(dataclasses.replace(cfg, model=dataclasses.replace(
+                m, spec="local", attention_backend="unfused")), recompute=mode)
+            why += (f"; fused attention stores no s×s scores, so this ≈ selective (unfused attention:"
                     f" {unfused.total / GiB:.2f} GiB)")
         elif mode == "full":
             why += ": each layer's input kept, one layer rematerialized at a time (+1 forward of compute)"

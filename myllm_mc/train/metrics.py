@@ -29,6 +29,17 @@ def peak_memory_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024   # Linux reports KiB
 
 
+def write_peak_memory(out_dir) -> None:
+    """This rank's peak memory as `peak_memory.rank<R>.json` (no collective: each rank writes its own file)."""
+    import os
+    import torch
+    rank = int(os.environ.get("RANK", "0"))
+    measure = "CUDA allocator peak" if torch.cuda.is_available() else "process peak resident set (ru_maxrss)"
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / f"peak_memory.rank{rank}.json").write_text(
+        json.dumps({"rank": rank, "peak_bytes": peak_memory_bytes(), "measure": measure}))
+
+
 class MetricsLogger(Callback):
     def __init__(self, out_dir: str, log_interval: int, total_steps: int, world_size: int,
                  flops_per_step: float, peak_tflops: Optional[float], peak_label: str,
@@ -67,6 +78,7 @@ class MetricsLogger(Callback):
         self._write_row(row)
 
     def on_train_end(self, trainer) -> None:
+        write_peak_memory(self.out_dir)          # every rank: `myllm plan --compare` reads one file per rank
         if self._tb is not None:
             self._tb.close()
         if self._jsonl is not None:

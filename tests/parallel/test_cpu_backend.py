@@ -38,7 +38,7 @@ def test_every_patch_has_a_documented_live_call_site():
     from myllm_mc.parallel import cpu_backend
 
     assert cpu_backend.missing_call_sites() == []
-    assert len({p.name for p in cpu_backend.PATCHES}) == len(cpu_backend.PATCHES) == 9
+    assert len({p.name for p in cpu_backend.PATCHES}) == len(cpu_backend.PATCHES) == 10
     assert all(p.why and p.call_sites for p in cpu_backend.PATCHES)
 
 
@@ -206,3 +206,19 @@ def test_backward_mode_lets_recompute_build_cuda_factories(single_rank):
             tensor_parallel.checkpoint(masked_scores, False, x).sum().backward()
     finally:
         BackwardCFunction.apply = cpu_backend._backward_with_mode(original)
+
+
+def test_inference_is_cuda_lets_the_last_stage_broadcast_sampled_tokens(single_rank):
+    from megatron.core.inference import communication_utils
+    from myllm_mc.parallel import cpu_backend
+
+    assert _sites_missing("inference_is_cuda") == []
+    picked = torch.tensor([[17.0, -0.25], [3.0, -1.5]], dtype=torch.float64)
+    out = communication_utils.broadcast_from_last_pipeline_stage([2, 2], torch.float64, picked)
+    assert torch.equal(out, picked)
+    communication_utils._is_cuda = cpu_backend._saved["is_cuda"]     # the bridge without this one patch
+    try:
+        with pytest.raises(AssertionError):
+            communication_utils.broadcast_from_last_pipeline_stage([2, 2], torch.float64, picked)
+    finally:
+        communication_utils._is_cuda = cpu_backend._cpu_is_cuda

@@ -32,7 +32,7 @@ def test_fit_margin_and_recommendation(one_b):
 
 
 def test_unfused_no_recompute_does_not_fit_pure_dp_on_a100(one_b):
-    model = dataclasses.replace(one_b.model, spec="local", recompute="none")
+    model = dataclasses.replace(one_b.model, spec="local", attention_backend="unfused", recompute="none")
     options, _ = layout_options(dataclasses.replace(one_b, model=model), 8, "a100")
     by_name = {layout_name(o.parallel): o for o in options}
     assert not by_name["TP1×PP1×CP1×DP8"].fits                 # ~68.5 GiB of stored s×s softmax and state

@@ -1,0 +1,203 @@
+"""`myllm generate CONFIG --checkpoint DIR (--prompt TEXT | --prompts FILE.jsonl) [sampling flags]`.
+
+--prompt streams the continuation to stdout. --prompts reads JSONL, one request a line: {"prompt": "..."} or
+{"messages": [{"role": "user", "content": "..."}]} (rendered with the chat template, as in SFT), optionally with
+its own "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"; it writes JSONL (to --output or
+stdout): text, token counts, finish reason, tokens/s. The last line (stderr) gives prefill and decode tokens/s,
+time to first token, the KV cache's bytes beside the planner's figure, and the decode bandwidth bound.
+
+`--nproc-per-node N --set parallel.tensor=N` (or pipeline) runs it over N processes, as for training.
+Every input is checked before any process starts: a bad config, checkpoint path, prompt file, empty prompt or a
+prompt longer than the context exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from myllm_mc.config.cli import add_config_arguments
+from myllm_mc.parallel.launch import launcher_world_size
+
+from .sampling import GenerationError, SamplingParams
+
+PER_LINE = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop")
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, temperature: float = 0.8) -> None:
+    """The flags users know from other tools (llama.cpp, vLLM, HF)."""
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.dir of a training run, or one step directory")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
+    parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
+    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (1 = off)")
+    parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable); cut from the text")
+    parser.add_argument("--max-seq-length", type=int, default=None, help="KV cache length (default model.seq_length)")
+
+
+def sampling_from(args, line: dict | None = None) -> SamplingParams:
+    values = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                  top_p=args.top_p, seed=args.seed, stop=tuple(args.stop), logprobs=getattr(args, "logprobs", False))
+    for key in PER_LINE:
+        if line and key in line:
+            values[key] = tuple(line[key]) if key == "stop" else line[key]
+    params = SamplingParams(**values)
+    params.check()
+    return params
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="myllm generate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    add_sampling_arguments(parser)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="one prompt; the continuation streams to stdout")
+    source.add_argument("--prompts", help="JSONL file of requests")
+    parser.add_argument("--output", help="JSONL results (default stdout)")
+    parser.add_argument("--batch-size", type=int, default=8, help="requests decoded together")
+    parser.add_argument("--logprobs", action="store_true", help="include log-probs of the chosen tokens")
+    parser.add_argument("--nproc-per-node", type=int, default=None, help="start this many processes with torchrun")
+    return parser
+
+
+def read_requests(args, tokenizer, max_seq: int) -> list[dict]:
+    """[{"ids": [...], "params": SamplingParams, "echo": {...}}] or a one-line GenerationError."""
+    if args.prompt is not None:
+        lines = [{"prompt": args.prompt}]
+    else:
+        path = Path(args.prompts)
+        if not path.is_file():
+            raise GenerationError(f"prompts file {args.prompts!r} not found — fix: pass a JSONL file with one"
+                                  ' {"prompt": "..."} per line')
+        lines = []
+        for n, raw in enumerate(path.read_text().splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise GenerationError(f"{path}:{n}: not JSON ({err.msg}) — fix: one JSON object per line") from None
+            if not isinstance(line, dict) or not ("prompt" in line or "messages" in line):
+                raise GenerationError(f'{path}:{n}: needs "prompt" or "messages" — fix: e.g. {{"prompt": "Once"}}')
+            lines.append(line)
+        if not lines:
+            raise GenerationError(f"{path}: no requests — fix: one JSON object per line")
+    requests = []
+    for n, line in enumerate(lines, 1):
+        where = "--prompt" if args.prompt is not None else f"{args.prompts}:{n}"
+        if "messages" in line:
+            try:
+                ids, _ = tokenizer.encode_chat(line["messages"], add_generation_prompt=True)
+            except ValueError as err:
+                raise GenerationError(f"{where}: {err}") from None
+        else:
+            ids = tokenizer.encode(str(line["prompt"]))
+        if not ids:
+            raise GenerationError(f"{where}: empty prompt — fix: give some text to continue")
+        if len(ids) >= max_seq:
+            raise GenerationError(f"{where}: prompt of {len(ids)} tokens does not fit the {max_seq}-token context"
+                                  f" — fix: shorten it to at most {max_seq - 1} tokens")
+        try:
+            params = sampling_from(args, line)
+        except (TypeError, GenerationError) as err:
+            raise GenerationError(f"{where}: {err}") from None
+        requests.append({"ids": ids, "params": params, "echo": {k: line[k] for k in ("prompt", "messages", "id")
+                                                                 if k in line}})
+    return requests
+
+
+def _checked_inputs(args, world_size):
+    from .loader import inference_config, load_tokenizer, resolve_checkpoint
+
+    cfg = inference_config(args.config, args.overrides, world_size=world_size)
+    resolve_checkpoint(args.checkpoint)
+    tokenizer = load_tokenizer(cfg)
+    max_seq = args.max_seq_length or cfg.model.seq_length
+    return cfg, tokenizer, read_requests(args, tokenizer, max_seq)
+
+
+def main(argv) -> int:
+    args = _parser().parse_args(argv)
+    launched = launcher_world_size()
+    world = launched or args.nproc_per_node or 1
+    try:
+        cfg, tokenizer, requests = _checked_inputs(args, world)
+    except GenerationError as err:
+        print(f"myllm generate: {err}", file=sys.stderr)
+        return 2
+    if launched is None and world > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
+                   "-m", "myllm_mc.cli", "generate", *argv]
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world)))
+        return subprocess.call(command, env=env)
+    return _run(args, cfg, requests)
+
+
+def _run(args, cfg, requests) -> int:
+    import torch.distributed as dist
+
+    from myllm_mc.parallel.state import destroy
+
+    from .loader import load_generator
+    from .numbers import device_bandwidth, run_numbers
+
+    gen = load_generator(cfg, args.checkpoint, max_batch_size=args.batch_size, max_seq_length=args.max_seq_length)
+    lead = dist.get_rank() == 0
+    try:
+        if args.prompt is not None:
+            [request] = requests
+            for event in gen.stream([request["ids"]], request["params"]):
+                if lead:
+                    print(event.text, end="", flush=True)
+            if lead:
+                print(flush=True)
+        else:
+            _run_jsonl(args, gen, requests, lead)
+        bandwidth, source = device_bandwidth(cfg.plan.gpu)
+        if lead:
+            print(run_numbers(gen, bandwidth, source).line(), file=sys.stderr, flush=True)
+    finally:
+        destroy()
+    return 0
+
+
+def _run_jsonl(args, gen, requests, lead: bool) -> None:
+    out = open(args.output, "w") if (lead and args.output) else sys.stdout
+    ids = [gen.submit(r["ids"], r["params"]) for r in requests]
+    echo = dict(zip(ids, requests))
+    finished, written, done = {}, 0, 0          # results are written in input order
+    try:
+        while gen.has_work():
+            for event in gen.step():
+                if not event.finished:
+                    continue
+                finished[event.request_id] = event.completion
+                done += 1
+                while written < len(ids) and ids[written] in finished:
+                    c = finished.pop(ids[written])
+                    written += 1
+                    if not lead:
+                        continue
+                    record = {**echo[c.request_id]["echo"], "text": c.text, "finish_reason": c.finish_reason,
+                              "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                              "tokens_per_s": round(c.decode_tokens_per_s, 2),
+                              "time_to_first_token_s": round(c.time_to_first_token_s, 4),
+                              "token_ids": c.token_ids}
+                    if c.logprobs is not None:
+                        record["logprobs"] = c.logprobs
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    out.flush()
+                if lead and args.output:
+                    print(f"\r{done}/{len(requests)} requests", end="", file=sys.stderr, flush=True)
+        if lead and args.output:
+            print(file=sys.stderr)
+    finally:
+        if out is not sys.stdout:
+            out.close()

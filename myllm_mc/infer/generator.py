@@ -1,0 +1,265 @@
+"""Batched generation with a KV cache on megatron-core: prefill, decode, per-request sampling, streaming.
+
+    gen = load_generator(cfg, "runs/tiny/checkpoints")           # myllm_mc.infer.loader; any saved layout
+    done = gen.generate([ids_a, ids_b], [SamplingParams(temperature=0), SamplingParams(top_p=0.9, seed=1)])
+    for event in gen.stream([ids_a], SamplingParams(max_new_tokens=32)):   # one event per request per step
+        print(event.text, end="")
+
+    # a server: submit from anywhere in the driving thread, call step() in a loop
+    rid = gen.submit(ids, SamplingParams(...)); events = gen.step(); gen.cancel(rid)
+
+What runs: megatron's `GPTInferenceWrapper.run_one_forward_step` (TP, and PP with its send/recv) over a megatron
+`StaticInferenceContext` that holds the KV cache (`kv_cache.BatchCache`). A step either admits queued requests
+(one prefill forward over their prompts, left-padded and masked, then their first tokens) or decodes one token for
+every live request (one forward of one token per row, reading the cache). New requests join between decode steps;
+finished rows leave at the end of the step. Every request's output equals its output when generated alone
+(greedy: token for token, up to float rounding in the last bits of the logits).
+
+Why not megatron's `StaticInferenceEngine` + `TextGenerationController`: the controller applies one
+`SamplingParams` to the whole batch (no per-request temperature/top-k/top-p/seed, no top-k with top-p), runs a
+batch to completion (no joining), and steps the longer prompts of a ragged batch one token at a time.
+The `DynamicInferenceEngine` needs flash-attn paged kernels (CUDA only).
+
+Multi-process (TP/PP): every rank runs the same calls in the same order with the same requests; sampled tokens are
+computed on the last pipeline stage and broadcast with megatron's `broadcast_from_last_pipeline_stage`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Sequence, Union
+
+import torch
+
+from .kv_cache import BatchCache, attention_mask, left_padded
+from .requests import Completion, RequestState, StreamEvent
+from .sampling import GenerationError, SamplingParams, sample_rows
+
+
+@dataclass
+class GenerationStats:
+    """Totals since the generator was made (or `reset_stats`)."""
+
+    prefill_tokens: int = 0             # prompt tokens run through prefill forwards
+    prefill_s: float = 0.0
+    decode_tokens: int = 0              # tokens produced by decode steps
+    decode_s: float = 0.0
+    decode_steps: int = 0
+    kv_slots_read: int = 0              # cache slots (rows × length) the decode steps attended over
+    first_token_s: List[float] = field(default_factory=list)
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prefill_tokens / self.prefill_s if self.prefill_s else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.decode_tokens / self.decode_s if self.decode_s else 0.0
+
+
+def _agreed_seed() -> int:
+    """A random base seed, the same on every rank (rank 0 draws it)."""
+    import torch.distributed as dist
+
+    seed = torch.tensor([int.from_bytes(os.urandom(7), "little")], dtype=torch.long)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast(seed, src=0)
+    return int(seed.item())
+
+
+class Generator:
+    """A megatron-core GPTModel (this rank's part of it) ready to generate; see the module docstring."""
+
+    def __init__(self, model, tokenizer, model_cfg, max_batch_size: int = 8, max_seq_length: Optional[int] = None,
+                 seed: Optional[int] = None):
+        from megatron.core import parallel_state as ps
+        from megatron.core.inference.model_inference_wrappers.gpt.gpt_inference_wrapper import GPTInferenceWrapper
+        from megatron.core.inference.model_inference_wrappers.inference_wrapper_config import InferenceWrapperConfig
+        from megatron.core.utils import get_model_config
+
+        self.model_cfg = model_cfg
+        self.tokenizer = tokenizer
+        self.vocab_size = tokenizer.vocab_size
+        self.max_seq = max_seq_length or model_cfg.seq_length
+        self.max_batch = max_batch_size
+        self.cache = BatchCache(max_batch_size, self.max_seq)
+        config = get_model_config(model)
+        self.params_dtype = config.params_dtype
+        wrapper_config = InferenceWrapperConfig(
+            hidden_size=config.hidden_size, params_dtype=config.params_dtype,
+            inference_batch_times_seqlen_threshold=-1,       # never split a batch into pipeline micro-batches
+            padded_vocab_size=model.module.vocab_size if hasattr(model, "module") else model.vocab_size,
+            inference_max_requests=max_batch_size, inference_max_seq_length=self.max_seq)
+        self.wrapper = GPTInferenceWrapper(model, wrapper_config, inference_context=self.cache.context)
+        self.wrapper.prep_model_for_inference()               # eval mode, context reset
+        self.pipeline = ps.get_pipeline_model_parallel_world_size()
+        self.last_stage = ps.is_pipeline_last_stage(ignore_virtual=True)
+        self.base_seed = _agreed_seed() if seed is None else seed
+        self.queue: List[RequestState] = []
+        self.live: List[RequestState] = []                    # aligned with the cache rows
+        self.stats = GenerationStats()
+        self._next_id = 0
+        self.end_tokens = frozenset(t for t in (tokenizer.eod, getattr(tokenizer, "im_end", None)) if t is not None)
+
+    # --- requests -------------------------------------------------------------------------------------------
+    def submit(self, prompt_ids: Sequence[int], params: Optional[SamplingParams] = None) -> int:
+        """Queue one request (it joins at the next step); returns its id. Raises GenerationError on bad input."""
+        params = params or SamplingParams()
+        params.check()
+        prompt = [int(t) for t in prompt_ids]
+        if not prompt:
+            raise GenerationError("empty prompt: there is nothing to continue — fix: pass at least one token"
+                                  " (a non-empty --prompt)")
+        if len(prompt) >= self.max_seq:
+            raise GenerationError(f"prompt of {len(prompt)} tokens does not fit the {self.max_seq}-token context"
+                                  f" with room to generate — fix: shorten it to at most {self.max_seq - 1} tokens")
+        bad = [t for t in prompt if not 0 <= t < self.vocab_size]
+        if bad:
+            raise GenerationError(f"token id {bad[0]} is outside the vocabulary (0..{self.vocab_size - 1})"
+                                  " — fix: encode the prompt with this model's tokenizer")
+        request_id = self._next_id
+        self._next_id += 1
+        seed = params.seed if params.seed is not None else (self.base_seed * 1_000_003 + request_id) % 2**63
+        stop_ids = frozenset(params.stop_token_ids) | (frozenset() if params.ignore_eos else self.end_tokens)
+        state = RequestState(request_id, prompt, params, stop_ids, torch.Generator().manual_seed(seed),
+                             max_new_tokens=min(params.max_new_tokens, self.max_seq - len(prompt)))
+        self.queue.append(state)
+        return request_id
+
+    def cancel(self, request_id: int) -> Optional[StreamEvent]:
+        """Stop a queued or live request now; its final event, or None. Call it from the thread that calls step()
+        (between steps)."""
+        for state in self.queue:
+            if state.request_id == request_id:
+                self.queue.remove(state)
+                return state.cancel()
+        for state in self.live:
+            if state.request_id == request_id and not state.finished:
+                event = state.cancel()
+                with torch.inference_mode():
+                    self._drop_finished()
+                return event
+        return None
+
+    def has_work(self) -> bool:
+        return bool(self.queue or self.live)
+
+    # --- the engine step ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self) -> List[StreamEvent]:
+        """Admit queued requests (prefill + first token) if there is room, else decode one token for every live
+        request. Returns the new output of each request that advanced."""
+        free = self.max_batch - len(self.live)
+        if self.queue and free > 0:
+            events = self._admit(self.queue[:free])
+            del self.queue[:free]
+        elif self.live:
+            events = self._decode()
+        else:
+            return []
+        self._drop_finished()
+        return events
+
+    def _drop_finished(self) -> None:
+        keep = [row for row, state in enumerate(self.live) if not state.finished]
+        self.cache.keep(keep)
+        self.live = [self.live[row] for row in keep]
+
+    def _admit(self, states: List[RequestState]) -> List[StreamEvent]:
+        start = time.perf_counter()
+        tokens, positions, pads = left_padded([s.prompt_ids for s in states], self.tokenizer.pad)
+        length = tokens.size(1)
+        if self.live:
+            target = BatchCache(len(states), length)          # prefilled alone, then joined
+        else:
+            target = self.cache
+        target.start(pads)
+        logits = self._forward(target, tokens, positions, attention_mask(pads, 0, length), decode=False)
+        if target is not self.cache:
+            self.cache.join(target)
+        self.live += states
+        events = self._sample_and_append(logits, states)
+        self.stats.prefill_tokens += sum(len(s.prompt_ids) for s in states)
+        self.stats.prefill_s += time.perf_counter() - start
+        self.stats.first_token_s += [s.first_token_at - s.submitted_at for s in states]
+        return events
+
+    def _decode(self) -> List[StreamEvent]:
+        start = time.perf_counter()
+        offset, pads = self.cache.offset, self.cache.pads
+        tokens = torch.tensor([[s.token_ids[-1]] for s in self.live], dtype=torch.long)
+        positions = torch.tensor([[offset - pad] for pad in pads], dtype=torch.long)
+        logits = self._forward(self.cache, tokens, positions, attention_mask(pads, offset, offset + 1), decode=True)
+        events = self._sample_and_append(logits, self.live)
+        self.stats.decode_tokens += len(self.live)
+        self.stats.decode_steps += 1
+        self.stats.kv_slots_read += (offset + 1) * len(self.live)
+        self.stats.decode_s += time.perf_counter() - start
+        return events
+
+    def _forward(self, cache: BatchCache, tokens, positions, mask, decode: bool):
+        context = cache.context
+        context.enable_decode_mode() if decode else context.enable_prefill_mode()
+        context.materialize_only_last_token_logits = True
+        self.wrapper.inference_context = context
+        try:
+            return self.wrapper.run_one_forward_step(
+                {"tokens": tokens, "position_ids": positions, "attention_mask": mask})
+        finally:
+            self.wrapper.inference_context = self.cache.context
+
+    def _sample_and_append(self, logits, states: List[RequestState]) -> List[StreamEvent]:
+        from megatron.core.inference.communication_utils import broadcast_from_last_pipeline_stage
+
+        picked = None
+        if self.last_stage:
+            rows = logits[:, -1, :self.vocab_size]
+            tokens, logprobs = sample_rows(rows, [s.params for s in states], [s.generator for s in states])
+            picked = torch.stack([tokens.double(), logprobs.double()], dim=1).contiguous()
+        if self.pipeline > 1:
+            picked = broadcast_from_last_pipeline_stage([len(states), 2], torch.float64, picked)
+        events = []
+        for state, (token, logprob) in zip(states, picked.tolist()):
+            if not state.finished:                            # a cancelled row still rides along this step
+                events.append(state.append(int(token), float(logprob), self.tokenizer))
+        return events
+
+    # --- convenience ----------------------------------------------------------------------------------------
+    def stream(self, prompts: Sequence[Sequence[int]],
+               params: Union[SamplingParams, Sequence[SamplingParams], None] = None) -> Iterator[StreamEvent]:
+        """Submit these prompts and yield every event until all of them have finished."""
+        ids = set(self._submit_all(prompts, params))
+        while ids:
+            for event in self.step():
+                if event.request_id in ids:
+                    yield event
+                    if event.finished:
+                        ids.discard(event.request_id)
+
+    def generate(self, prompts: Sequence[Sequence[int]],
+                 params: Union[SamplingParams, Sequence[SamplingParams], None] = None) -> List[Completion]:
+        """Run these prompts as one batch (in batches of max_batch_size); one Completion each, in order."""
+        done = {}
+        for event in self.stream(prompts, params):
+            if event.finished:
+                done[event.request_id] = event.completion
+        order = sorted(done)
+        return [done[i] for i in order]
+
+    def _submit_all(self, prompts, params) -> List[int]:
+        if params is None or isinstance(params, SamplingParams):
+            params = [params] * len(prompts)
+        if len(params) != len(prompts):
+            raise GenerationError(f"{len(prompts)} prompts but {len(params)} sampling settings — fix: pass one each")
+        for p in params:
+            (p or SamplingParams()).check()
+        return [self.submit(prompt, p) for prompt, p in zip(prompts, params)]
+
+    def reset_stats(self) -> None:
+        self.stats = GenerationStats()
+
+    def kv_cache_bytes(self) -> int:
+        """Bytes of the KV cache megatron allocated on this rank."""
+        return self.cache.allocated_bytes()

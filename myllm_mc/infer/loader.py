@@ -1,0 +1,86 @@
+"""Config + checkpoint (saved at any layout) → a `Generator` in this process's TP/PP layout.
+
+    cfg = inference_config("configs/tiny.yaml", ["parallel.tensor=2"], world_size=2)
+    gen = load_generator(cfg, "runs/tiny/checkpoints")     # a checkpoint.dir (its `latest`) or one step directory
+
+Generation runs one model chunk per rank: virtual pipelining, sequence parallelism and context parallelism are
+training layouts, so they are switched off here (megatron's inference wrapper refuses a list of chunks). The
+checkpoint's tensors are stored by global shape, so dist_checkpointing reshards them into whatever TP/PP this is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Optional
+
+from .sampling import GenerationError
+
+INFERENCE_LAYOUT = ("parallel.virtual_pipeline=null", "parallel.sequence_parallel=false", "parallel.context=1")
+
+
+def resolve_checkpoint(path) -> Path:
+    """The checkpoint directory to load: a step directory, the one a root's `latest` names, or a bare
+    dist_checkpointing directory. Raises GenerationError (one line) when there is none."""
+    from myllm_mc import checkpoint as store
+
+    path = Path(path)
+    if not path.exists():
+        raise GenerationError(f"checkpoint {str(path)!r} does not exist — fix: pass the checkpoint.dir of a"
+                              " training run (e.g. runs/tiny/checkpoints) or one of its step_NNNNNNN directories")
+    if store.is_complete(path) or (path / "metadata.json").is_file():
+        return path
+    latest = store.find_latest(path)
+    if latest is None:
+        raise GenerationError(f"{str(path)!r} holds no complete checkpoint — fix: pass the checkpoint.dir of a"
+                              " training run or one of its step_NNNNNNN directories")
+    return latest
+
+
+def inference_config(config, overrides: Iterable[str] = (), world_size: Optional[int] = None):
+    """The config with the layout switches generation needs (see the module docstring)."""
+    from myllm_mc.config import load
+
+    return load(config, [*INFERENCE_LAYOUT, *overrides], world_size=world_size)
+
+
+def load_tokenizer(cfg, tokenizer_path=None):
+    from myllm_mc.data.tokenizer import Tokenizer
+
+    path = tokenizer_path or cfg.data.tokenizer
+    if not path:
+        raise GenerationError("the config names no tokenizer (data.tokenizer) — fix: --set data.tokenizer=PATH")
+    return Tokenizer(path)
+
+
+def load_model_for_inference(cfg, checkpoint):
+    """This rank's GPTModel filled from `checkpoint` (needs init_distributed(cfg) first); bf16 runs wrapped in
+    megatron's Float16Module as in training."""
+    from myllm_mc.checkpoint import load_model
+    from myllm_mc.model import build_model
+
+    chunks = build_model(cfg)
+    load_model(chunks, str(resolve_checkpoint(checkpoint)))
+    model = chunks[0]
+    if cfg.model.precision == "bf16":
+        from megatron.core.transformer.module import Float16Module
+        from megatron.core.utils import get_model_config
+        model = Float16Module(get_model_config(model), model)
+    return model
+
+
+def load_generator(cfg, checkpoint, max_batch_size: int = 8, max_seq_length: Optional[int] = None,
+                   seed: Optional[int] = None, tokenizer_path=None):
+    """Initialise the process group for cfg's layout, load the model and the tokenizer, return a Generator."""
+    from myllm_mc.parallel.state import init_distributed
+
+    from .generator import Generator
+
+    resolve_checkpoint(checkpoint)                 # a bad path fails before anything heavy starts
+    tokenizer = load_tokenizer(cfg, tokenizer_path)
+    init_distributed(cfg)
+    model = load_model_for_inference(cfg, checkpoint)
+    if tokenizer.vocab_size > cfg.model.vocab_size:
+        raise GenerationError(f"tokenizer has {tokenizer.vocab_size} entries but the model {cfg.model.vocab_size}"
+                              " — fix: use the tokenizer the model was trained with (data.tokenizer)")
+    return Generator(model, tokenizer, cfg.model, max_batch_size=max_batch_size, max_seq_length=max_seq_length,
+                     seed=seed)
