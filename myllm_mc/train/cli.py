@@ -4,7 +4,11 @@ Under a launcher (torchrun, srun, mpirun) it joins that process group; with `--n
 it starts torchrun itself. The config is validated for the final world size *before* any process starts.
 
 Exit codes: 0 finished; 2 bad config; 3 stopped after too many non-finite steps; 75 preempted (SIGTERM/SIGUSR1):
-a checkpoint of the current step was saved, requeue and `--resume auto` to continue.
+a checkpoint of the current step was saved, requeue and `--resume auto` to continue; 130 interrupted (Ctrl-C /
+SIGINT): the current step was saved (a second Ctrl-C stops without saving).
+
+With `--nproc-per-node N` this process supervises torchrun (train/supervise.py): signals sent to it or to its
+process group are forwarded to every rank, and it returns only after the ranks have saved and exited.
 """
 
 from __future__ import annotations
@@ -47,14 +51,19 @@ def main(argv) -> int:
         command += [f"--poison-step={s}" for s in args.poison_step]
         if args.kill_in_save_step is not None:
             command.append(f"--kill-in-save-step={args.kill_in_save_step}")
+        from .supervise import PID_DIR_ENV, Supervisor
         with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code")})
+            env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code"), PID_DIR_ENV: tmp})
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)))
-            code = subprocess.call(command, env=env)
-            # torchrun turns any failing child into exit 1; report the loop's documented code instead
-            if code != 0 and os.path.exists(env[EXIT_FILE_ENV]):
-                code = int(open(env[EXIT_FILE_ENV]).read())
+            code = Supervisor(command, env, tmp).run()
+            # the ranks leave the loop's documented code here (torchrun would turn it into 1)
+            if os.path.exists(env[EXIT_FILE_ENV]):
+                code = int(open(env[EXIT_FILE_ENV]).read() or code)
             return code
+    from .signals import INTERRUPTED_EXIT, install_early
+    from .supervise import announce_rank
+    install_early()              # a signal during the seconds of start-up is honoured at the first step
+    announce_rank(int(os.environ.get("RANK", "0")))
     cfg = load(args.config, overrides, world_size=launched or args.world_size or 1)
     from myllm_mc.parallel.state import destroy
 
@@ -62,9 +71,14 @@ def main(argv) -> int:
     from .run import run_training
     try:
         code = run_training(cfg, Faults(tuple(args.poison_step), args.kill_in_save_step)).exit_code
+    except KeyboardInterrupt:    # a second Ctrl-C: no traceback, the last saved checkpoint stays as it was
+        print("myllm train: stopped without saving (second Ctrl-C)", file=sys.stderr)
+        code = INTERRUPTED_EXIT
     finally:
         destroy()
-    if os.environ.get(EXIT_FILE_ENV) and code != 0:
-        with open(os.environ[EXIT_FILE_ENV], "w") as f:
-            f.write(str(code))
+    if os.environ.get(EXIT_FILE_ENV):
+        if code != 0:
+            with open(os.environ[EXIT_FILE_ENV], "w") as f:
+                f.write(str(code))
+        return 0                 # towards torchrun: a documented stop is not a failure to report or restart
     return code

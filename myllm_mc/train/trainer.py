@@ -93,8 +93,13 @@ class Trainer:
                 if self.cfg.training.eval_interval and self.step % self.cfg.training.eval_interval == 0:
                     result.valid.append(self.evaluate())
                 if self.preemption.should_stop(_all_reduce_max):
-                    control.request_stop(f"received {self.preemption.signal_name}: saved and exiting for requeue",
-                                         exit_code=PREEMPTED_EXIT, save=True)
+                    if self.preemption.exit_code == PREEMPTED_EXIT:
+                        reason = f"received {self.preemption.signal_name}: saved and exiting for requeue"
+                    else:
+                        reason = (f"received {self.preemption.signal_name}: saved step {self.step}"
+                                  f"{'' if c.dir else ' (nothing saved: no checkpoint.dir)'}; continue with"
+                                  f" --resume auto")
+                    control.request_stop(reason, exit_code=self.preemption.exit_code, save=True)
                 if c.dir and (control.save or (self.step % c.save_interval == 0 and not control.stop)):
                     self.save()
                 if control.stop:
