@@ -21,7 +21,7 @@ import numpy as np
 
 from .indexed_output import AtomicIndexedWriter, smallest_dtype
 from .progress import Throughput
-from .readers import BadRecord, RawBatch, SkipLog, parse_record, raw_batches
+from .readers import BadRecord, InputError, RawBatch, SkipLog, parse_record, raw_batches
 from .tokenizer import Tokenizer, replace_lone_surrogates
 
 
@@ -101,12 +101,28 @@ class PreprocessResult:
                 f"wrote {', '.join(p + '.{bin,idx}' for p in self.outputs)}")
 
 
-class _Interrupted(Exception):
-    pass
+class Interrupted(Exception):
+    """SIGTERM during preprocessing: temporaries removed, any previous dataset on the prefix left as it was."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 def _raise_interrupted(signum, frame):
-    raise _Interrupted(f"stopped by signal {signum}")
+    raise Interrupted(signum)
+
+
+def no_documents_error(files: Sequence[Path], keys: Sequence[str], skips: SkipLog, records: int) -> InputError:
+    """Zero usable documents is never a dataset: say what was found instead."""
+    names = ", ".join(str(f) for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    if not records:
+        found = "no records at all (empty or blank files)"
+    else:
+        found = f"{records:,} records, none usable: {skips.describe()}"
+    hint = (f"the records lack --json-keys {' '.join(keys)}: pass the key that holds the text"
+            if skips.counts.get("missing_key") else "check that these are the files you meant")
+    return InputError(f"no usable documents in {names}: {found} — fix: {hint}")
 
 
 def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, keys: Sequence[str] = ("text",),
@@ -117,8 +133,11 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
     workers=0 tokenizes in this process (no pool). `pool` may be a pool made earlier by `make_pool` (MPI mode
     forks it before MPI starts).
     """
+    from myllm_mc.locking import RunLock
+
     tokenizer = Tokenizer(tokenizer_path)
     dtype = smallest_dtype(tokenizer.vocab_size)
+    lock = RunLock(f"{output_prefix}.lock", f"output prefix {output_prefix}").acquire()   # one writer per prefix
     own_pool = pool is None and workers > 0
     if own_pool:
         pool = make_pool(tokenizer_path, keys, append_eod, dtype, workers)
@@ -128,7 +147,7 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupted)
     writers = {}
     skips = SkipLog()
-    surrogates = 0
+    surrogates = records = 0
     in_flight = threading.Semaphore(4 * max(workers, 1) + 2)   # back-pressure: never read far ahead
     stop_reading = threading.Event()
     try:
@@ -147,7 +166,10 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
                 for key in keys:
                     writers[key].add_documents(result.tokens[key], result.lengths[key])
                 surrogates += result.surrogates_replaced
+                records += result.documents + len(result.bad)
                 meter.update(result.documents, sum(int(result.lengths[k].sum()) for k in keys), result.nbytes)
+            if not meter.documents:
+                raise no_documents_error(list(files), keys, skips, records)
             outputs = [writers[k].commit() for k in keys]
         return PreprocessResult(outputs, meter.documents, meter.tokens, meter.bytes, meter.elapsed, skips,
                                 surrogates, np.dtype(dtype).name, max(workers, 1))
@@ -166,6 +188,7 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
         if own_pool:
             pool.close()
             pool.join()
+        lock.release()
 
 
 def _bounded(batches, semaphore, stop):

@@ -19,11 +19,13 @@ import subprocess
 import sys
 import tempfile
 
-from myllm_mc.config import load
+from myllm_mc.config import ConfigError, load
 from myllm_mc.config.cli import add_config_arguments
-from myllm_mc.parallel.launch import launcher_world_size
+from myllm_mc.config.preflight import check_inputs
+from myllm_mc.parallel.launch import launcher_rank, launcher_world_size
 
 EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"   # where ranks leave the loop's exit code for the parent of torchrun
+PREFLIGHT_ENV = "MYLLM_PREFLIGHT_DONE"   # the parent checked tokenizer and data already
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +45,8 @@ def main(argv) -> int:
     overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else [])
     launched = launcher_world_size()
     if launched is None and args.nproc_per_node and args.nproc_per_node > 1:
-        load(args.config, overrides, world_size=args.nproc_per_node)          # fail fast, before torchrun
+        cfg = load(args.config, overrides, world_size=args.nproc_per_node)    # fail fast, before torchrun
+        check_inputs(cfg)                                                       # tokenizer, data, epochs
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc-per-node={args.nproc_per_node}", "-m", "myllm_mc.cli", "train", args.config]
         if overrides:
@@ -53,7 +56,8 @@ def main(argv) -> int:
             command.append(f"--kill-in-save-step={args.kill_in_save_step}")
         from .supervise import PID_DIR_ENV, Supervisor
         with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code"), PID_DIR_ENV: tmp})
+            env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code"), PID_DIR_ENV: tmp,
+                                      PREFLIGHT_ENV: "1"})
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)))
             code = Supervisor(command, env, tmp).run()
             # the ranks leave the loop's documented code here (torchrun would turn it into 1)
@@ -65,6 +69,14 @@ def main(argv) -> int:
     install_early()              # a signal during the seconds of start-up is honoured at the first step
     announce_rank(int(os.environ.get("RANK", "0")))
     cfg = load(args.config, overrides, world_size=launched or args.world_size or 1)
+    if not os.environ.get(PREFLIGHT_ENV):       # under srun/mpirun each rank checks; only rank 0 says so
+        quiet = launcher_rank() != 0
+        try:
+            check_inputs(cfg, warn=(lambda message: None) if quiet else None)
+        except ConfigError as err:
+            if quiet:
+                return 2
+            raise
     from myllm_mc.parallel.state import destroy
 
     from .faults import Faults
