@@ -76,10 +76,27 @@ def epochs_warning(cfg: Config, sizes: List[Tuple[str, int]]) -> str | None:
             f"data or fewer training.steps")
 
 
+def check_checkpoint(cfg: Config) -> None:
+    """checkpoint.dir not held by a live run; the checkpoint a resume would pick matches the model and tokenizer."""
+    from myllm_mc.checkpoint import compat, lock, resolve_resume, read_meta
+    from myllm_mc.checkpoint.errors import CheckpointError
+
+    c = cfg.checkpoint
+    try:
+        if c.dir:
+            lock.refuse_if_held(c.dir)
+        candidate = resolve_resume(c.resume, c.dir, verify=False)   # checksums: verified by the run itself
+        if candidate is not None:
+            compat.check(read_meta(candidate), cfg, candidate)
+    except (CheckpointError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from None
+
+
 def check_inputs(cfg: Config, warn=None) -> None:
-    """Tokenizer and data of a run that is about to start; warnings (e.g. many epochs) go to `warn`."""
+    """Tokenizer, data and checkpoint of a run that is about to start; warnings (many epochs) go to `warn`."""
     warn = warn or (lambda message: print(message, file=sys.stderr, flush=True))
     check_tokenizer(cfg)
+    check_checkpoint(cfg)
     message = epochs_warning(cfg, check_data(cfg))
     if message:
         warn(message)

@@ -22,6 +22,7 @@ import tempfile
 from myllm_mc.config import ConfigError, load
 from myllm_mc.config.cli import add_config_arguments
 from myllm_mc.config.preflight import check_inputs
+from myllm_mc.errors import fail
 from myllm_mc.parallel.launch import launcher_rank, launcher_world_size
 
 EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"   # where ranks leave the loop's exit code for the parent of torchrun
@@ -81,8 +82,13 @@ def main(argv) -> int:
 
     from .faults import Faults
     from .run import run_training
+    from myllm_mc.checkpoint.errors import CheckpointError
     try:
         code = run_training(cfg, Faults(tuple(args.poison_step), args.kill_in_save_step)).exit_code
+    except CheckpointError as err:    # every rank raises the same one (decided on rank 0): one line, from rank 0
+        if launcher_rank() == 0:
+            fail("myllm train", str(err), 2, err)
+        code = 2
     except KeyboardInterrupt:    # a second Ctrl-C: no traceback, the last saved checkpoint stays as it was
         print("myllm train: stopped without saving (second Ctrl-C)", file=sys.stderr)
         code = INTERRUPTED_EXIT
