@@ -18,9 +18,9 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
 
 
-def describe_os_error(err: OSError, doing: str = "writing") -> str:
-    """`OSError` → one line naming the path, the cause and the fix."""
-    where = err.filename or "the output"
+def describe_os_error(err: OSError, doing: str = "writing", where: str | None = None) -> str:
+    """`OSError` → one line naming the path (`where` when the error has none), the cause and the fix."""
+    where = err.filename or where or "the output"
     if err.errno == errno.ENOSPC:
         fix = "free space there or write elsewhere"
         cause = "no space left on the device"

@@ -80,7 +80,7 @@ def run(argv, prog: str) -> int:
     except (InputError, TokenizerError, LockHeld) as err:
         return fail(prog, str(err), 2, err)
     except OSError as err:                      # a full or read-only output directory
-        return fail(prog, describe_os_error(err) + "; nothing was written, any previous dataset is intact", 1, err)
+        return fail(prog, describe_os_error(err, where=args.output_prefix) + "; nothing was written, any previous dataset is intact", 1, err)
     except KeyboardInterrupt as err:
         return fail(prog, "interrupted — no output written, any previous dataset is intact", 130, err)
     except Interrupted as err:

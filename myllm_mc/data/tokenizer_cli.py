@@ -49,7 +49,7 @@ def run(argv, prog: str) -> int:
     except (InputError, ValueError) as err:
         return fail(prog, str(err), 2, err)
     except OSError as err:                      # a full or read-only output directory
-        return fail(prog, describe_os_error(err), 1, err)
+        return fail(prog, describe_os_error(err, where=output), 1, err)
     except KeyboardInterrupt as err:
         return fail(prog, "interrupted — no tokenizer written", 130, err)
     print(report.summary())
