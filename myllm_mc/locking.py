@@ -43,8 +43,12 @@ def holder_of(path: Path) -> Optional[dict]:
 
 
 def is_stale(holder: Optional[dict]) -> bool:
-    """True only when the holder is provably gone: same host, PID not running (or an unreadable lock file)."""
+    """True only when the holder is provably gone: same host and PID not running, or the same Slurm job (a requeued
+    job keeps its id and may land on another node; its previous run is over), or an unreadable lock file."""
     if holder is None:
+        return True
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and holder.get("slurm_job") == job and holder.get("pid") != os.getpid():
         return True
     return holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", -1)))
 
@@ -61,7 +65,7 @@ class RunLock:
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
-                             "command": " ".join(sys.argv)[:500]})
+                             "slurm_job": os.environ.get("SLURM_JOB_ID"), "command": " ".join(sys.argv)[:500]})
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -35,7 +35,7 @@ def wait_for_steps(log_dir: Path, proc, steps: int, timeout: float = 400) -> Non
 ])
 def test_a_signal_reaches_every_rank_which_saves_then_the_parent_exits(small_data, tmp_path, sig, target, code):
     ckpt = tmp_path / "ckpt"
-    overrides = small_data["overrides"] + ["training.steps=100000", "checkpoint.save_interval=100000",
+    overrides = small_data["overrides"] + ["training.steps=3000", "checkpoint.save_interval=100000",
                                            f"checkpoint.dir={ckpt}", f"logging.dir={tmp_path}"]
     proc = myllm(train_args(overrides, "--nproc-per-node", "2"))
     wait_for_steps(tmp_path, proc, 2)
