@@ -205,6 +205,7 @@ def _raw_records(path: Path, keys: Sequence[str]) -> Iterator[Tuple[int, object,
                     yield number, values, sum(len(v) for v in values.values() if isinstance(v, (str, bytes)))
         else:
             import webdataset as wds
+            _check_tar(path)        # webdataset stops quietly at a cut member: a short shard would look whole
             samples = wds.WebDataset(str(path), shardshuffle=False, empty_check=False)
             for number, sample in enumerate(samples, 1):
                 members = {k: v for k, v in sample.items() if not k.startswith("__")}
@@ -216,6 +217,26 @@ def _raw_records(path: Path, keys: Sequence[str]) -> Iterator[Tuple[int, object,
         where = f"after {unit} {number:,}" if number else "before the first record"
         raise InputError(f"{path}: damaged input {where}: {_one_line(err)} — fix: re-download or re-create "
                          f"this file (nothing was written)") from err
+
+
+def _check_tar(path: Path) -> None:
+    """TruncatedStream if a member's data runs past the end of the file, or the end-of-archive block is missing
+    (a cut between members reads as a clean end otherwise). Headers only: seeks, no data read."""
+    import tarfile
+    size = path.stat().st_size
+    last = "the first member"
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            if member.offset_data + member.size > size:
+                raise TruncatedStream(f"the tar archive is truncated inside member {member.name} "
+                                      f"({size:,} bytes, that member ends at {member.offset_data + member.size:,})")
+            last = member.name
+        end = tar.offset
+    with open(path, "rb") as f:
+        f.seek(end)
+        block = f.read(512)
+    if len(block) < 512 or block.count(0) != 512:
+        raise TruncatedStream(f"the tar archive is truncated after member {last} (no end-of-archive block)")
 
 
 def _one_line(err: BaseException) -> str:
