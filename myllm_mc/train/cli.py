@@ -83,9 +83,11 @@ def main(argv) -> int:
     from .faults import Faults
     from .run import run_training
     from myllm_mc.checkpoint.errors import CheckpointError
+    from myllm_mc.data.readers import InputError
     try:
         code = run_training(cfg, Faults(tuple(args.poison_step), args.kill_in_save_step)).exit_code
-    except CheckpointError as err:    # every rank raises the same one (decided on rank 0): one line, from rank 0
+    except (CheckpointError, InputError) as err:   # the same on every rank (rank 0 decided, or the same data):
+        # one line, from rank 0
         if launcher_rank() == 0:
             fail("myllm train", str(err), 2, err)
         code = 2

@@ -40,7 +40,7 @@ def small_data(tmp_path_factory):
                  f"data.cache_dir={root / 'index-cache'}", "model.vocab_size=512", "model.num_layers=2",
                  "model.hidden_size=64", "model.ffn_hidden_size=128", "model.kv_channels=16",
                  "model.seq_length=64", "training.micro_batch_size=2", "training.global_batch_size=4",
-                 "training.eval_interval=0", "schedule.warmup_steps=1", "logging.log_interval=1",
+                 "training.eval_interval=0", "data.split=100,0,0", "schedule.warmup_steps=1", "logging.log_interval=1",
                  "logging.tensorboard=false", "logging.plot=false"]
     return {"root": root, "jsonl": jsonl, "tokenizer": root / "tok" / "tokenizer.json", "prefix": prefix,
             "overrides": overrides}
