@@ -40,7 +40,7 @@ read -r -a sweep <<< "$SWEEP"
 
 myllm_banner
 myllm_log "config $CONFIG, sweep: ${sweep[*]}, overrides: ${overrides[*]}, results in $OUT"
-myllm_one "${MYLLM[@]}" config check "$CONFIG" --world-size "$WORLD" --set "${overrides[@]}" \
+myllm_one "${MYLLM[@]}" config check "$CONFIG" --no-data --world-size "$WORLD" --set "${overrides[@]}" \
     || myllm_fail "config check failed for $CONFIG (message above) — fix CONFIG/OVERRIDES and resubmit"
 mkdir -p "$OUT"
 

@@ -46,7 +46,7 @@ if [[ -n ${TOKENIZER:-} ]]; then
         "tools/train_tokenizer.py or point TOKENIZER at a tokenizer.json"
     tokenizer_args=(--tokenizer "$TOKENIZER")
 elif [[ -n ${CONFIG:-} ]]; then
-    myllm_one "${MYLLM[@]}" config check "$CONFIG" > /dev/null \
+    myllm_one "${MYLLM[@]}" config check "$CONFIG" --no-data > /dev/null \
         || myllm_fail "config check failed for $CONFIG (message above) — fix CONFIG"
     tokenizer_args=(--config "$CONFIG")
 else

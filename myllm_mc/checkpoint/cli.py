@@ -1,4 +1,5 @@
-"""`myllm checkpoint inspect DIR`: step, layout, tokens seen and parameter count of a checkpoint, without torch.
+"""`myllm checkpoint inspect DIR`: step, layout, tokens seen and parameter count of a checkpoint, without torch;
+verifies its files against the manifest (exit 1 when damaged).
 
 DIR may be a checkpoint root (its `latest` is shown, with the list of complete checkpoints) or one step directory.
 """
@@ -9,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import store
+from . import manifest, store
 
 
 def describe(path: Path) -> dict:
@@ -20,7 +21,9 @@ def describe(path: Path) -> dict:
                          " — fix: pass a checkpoint.dir or one of its step_NNNNNNN directories")
     meta = store.read_meta(target)
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
-    return {"path": str(target), "bytes": size, **meta,
+    problems = manifest.verify(target)
+    return {"path": str(target), "bytes": size, **meta, "problems": problems,
+            "intact": not manifest.is_damaged(problems),
             "complete": [p.name for p in store.list_complete(target.parent)]}
 
 
@@ -33,7 +36,7 @@ def main(argv) -> int:
     info = describe(Path(args.dir))
     if args.json:
         print(json.dumps(info, indent=2))
-        return 0
+        return 0 if info["intact"] else 1
     layout = info["layout"]
     vpp = f"×VPP{layout['virtual_pipeline']}" if layout.get("virtual_pipeline") else ""
     print(f"checkpoint   {info['path']} ({info['bytes'] / 2**20:.1f} MiB)")
@@ -43,4 +46,9 @@ def main(argv) -> int:
     print(f"layout       TP{layout['tensor']}×PP{layout['pipeline']}{vpp}×CP{layout['context']}×DP{layout['data']}"
           "  (loads at any other layout)")
     print(f"complete     {', '.join(info['complete'])}")
+    if not info["intact"]:
+        print(f"DAMAGED      {'; '.join(info['problems'][:3])} — fix: resume from another checkpoint "
+              f"(--resume auto skips damaged ones)")
+        return 1
+    print(f"verified     {'sizes and checksums match the manifest' if not info['problems'] else info['problems'][0]}")
     return 0

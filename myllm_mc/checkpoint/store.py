@@ -75,6 +75,8 @@ def commit(root: Path, step: int, meta: dict) -> Path:
     """
     root = Path(root)
     tmp = tmp_dir_for(root, step)
+    from .manifest import write as write_manifest
+    write_manifest(tmp)                      # sizes + checksums of every file, before the meta publishes it
     write_json_atomic(tmp / META_FILE, meta)
     fsync_tree(tmp)
     final = root / step_dir_name(step)

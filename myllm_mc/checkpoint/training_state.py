@@ -20,6 +20,7 @@ from __future__ import annotations
 from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
 
 import random
+import shutil
 import types
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -27,6 +28,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from . import store
+from .errors import CheckpointError
 from .weights import sharded_model_state, state_keys
 
 OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
@@ -120,7 +122,16 @@ def save(root: str, step: int, model: List, optimizer, scheduler, consumed_sampl
             on_published(step, final)
 
     if async_queue is None:
-        dist_checkpointing.save(state, str(tmp))
+        try:
+            dist_checkpointing.save(state, str(tmp))
+        except Exception as err:             # torch DCP gathers a failed write (a full disk) onto every rank
+            if dist.get_rank() == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+            cause = next((line.strip() for line in str(err).splitlines() if "Errno" in line),
+                         str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+            raise CheckpointError(f"saving step {step} to {root} failed: {cause[:200]} — the partial save was removed"
+                                  f" and the last checkpoint is intact — fix: free space or set checkpoint.dir"
+                                  f" elsewhere") from None
         publish()
     else:
         request = dist_checkpointing.save(state, str(tmp), async_sharded_save=True)

@@ -20,8 +20,13 @@ def main(argv) -> int:
     parser = argparse.ArgumentParser(prog="myllm config", description=__doc__)
     parser.add_argument("action", choices=["show", "check"], help="show: print in full; check: validate only")
     add_config_arguments(parser)
+    parser.add_argument("--no-data", dest="data", action="store_false",
+                        help="check: skip the tokenizer and data.blend files (e.g. before they are built)")
     args = parser.parse_args(argv)
     cfg = load(args.config, args.overrides, args.world_size)
+    if args.action == "check" and args.data:
+        from .preflight import check_inputs
+        check_inputs(cfg)
     if args.action == "show":
         print(dump(cfg), end="")
     else:

@@ -116,6 +116,7 @@ class CheckpointConfig:
     async_save: bool = False
     resume: Optional[str] = None        # None, "auto" (latest under dir) or a path
     init_from: Optional[str] = None     # model weights only (any layout), when not resuming: fine-tuning, parity
+    allow_tokenizer_change: bool = False   # resume although data.tokenizer differs from the checkpoint's
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ raised here instead as one line that names the key and the fix.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional
 
 from .loader import ConfigError
@@ -133,6 +134,10 @@ def _check_layout(cfg: Config) -> None:
 
 def _check_training(cfg: Config) -> None:
     o, s, c = cfg.optimizer, cfg.schedule, cfg.checkpoint
+    if not (math.isfinite(o.lr) and o.lr > 0):        # NaN compares false with everything: test it explicitly
+        raise ConfigError(f"optimizer.lr: {o.lr} must be a positive number — fix: e.g. --set optimizer.lr=3e-4")
+    if not (math.isfinite(o.min_lr) and o.min_lr >= 0):
+        raise ConfigError(f"optimizer.min_lr: {o.min_lr} must be a number ≥ 0 — fix: e.g. --set optimizer.min_lr=0")
     if o.min_lr > o.lr:
         raise ConfigError(f"optimizer.min_lr: {o.min_lr} is above optimizer.lr {o.lr} — fix: min_lr ≤ lr")
     if not 0 < s.wsd_decay_fraction <= 1:

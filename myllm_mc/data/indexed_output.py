@@ -29,9 +29,16 @@ def pair_paths(prefix: str) -> tuple:
 
 
 def remove_stale_temporaries(prefix: str) -> None:
-    """Leftovers of a killed run on the same prefix (a SIGKILL cannot clean up after itself)."""
+    """Leftovers of a killed run on the same prefix (a SIGKILL cannot clean up after itself) — only those whose
+    writer is provably gone: another live run's temporaries are never touched."""
+    from myllm_mc.locking import temporary_is_stale
+
     for path in glob.glob(glob.escape(prefix) + ".bin.tmp-*") + glob.glob(glob.escape(prefix) + ".idx.tmp-*"):
-        os.remove(path)
+        if temporary_is_stale(path):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
 
 
 class AtomicIndexedWriter:

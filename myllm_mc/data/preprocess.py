@@ -21,7 +21,7 @@ import numpy as np
 
 from .indexed_output import AtomicIndexedWriter, smallest_dtype
 from .progress import Throughput
-from .readers import BadRecord, RawBatch, SkipLog, parse_record, raw_batches
+from .readers import BadRecord, InputError, RawBatch, SkipLog, parse_record, raw_batches
 from .tokenizer import Tokenizer, replace_lone_surrogates
 
 
@@ -110,12 +110,28 @@ class PreprocessResult:
                 f"wrote {', '.join(p + '.{bin,idx}' for p in self.outputs)}")
 
 
-class _Interrupted(Exception):
-    pass
+class Interrupted(Exception):
+    """SIGTERM during preprocessing: temporaries removed, any previous dataset on the prefix left as it was."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 def _raise_interrupted(signum, frame):
-    raise _Interrupted(f"stopped by signal {signum}")
+    raise Interrupted(signum)
+
+
+def no_documents_error(files: Sequence[Path], keys: Sequence[str], skips: SkipLog, records: int) -> InputError:
+    """Zero usable documents is never a dataset: say what was found instead."""
+    names = ", ".join(str(f) for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    if not records:
+        found = "no records at all (empty or blank files)"
+    else:
+        found = f"{records:,} records, none usable: {skips.describe()}"
+    hint = (f"the records lack --json-keys {' '.join(keys)}: pass the key that holds the text"
+            if skips.counts.get("missing_key") else "check that these are the files you meant")
+    return InputError(f"no usable documents in {names}: {found} — fix: {hint}")
 
 
 def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, keys: Sequence[str] = ("text",),
@@ -127,9 +143,12 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
     forks it before MPI starts). chat=True: `keys` is the one key holding each record's messages; writes
     `<output_prefix>_text_document` and `<output_prefix>_loss_mask_document` (myllm_mc.data.chat).
     """
+    from myllm_mc.locking import RunLock
+
     tokenizer = Tokenizer(tokenizer_path)
     dtype = smallest_dtype(tokenizer.vocab_size)
     outputs_keys = output_keys(keys, chat)
+    lock = RunLock(f"{output_prefix}.lock", f"output prefix {output_prefix}").acquire()   # one writer per prefix
     own_pool = pool is None and workers > 0
     if own_pool:
         pool = make_pool(tokenizer_path, keys, append_eod, dtype, workers, chat)
@@ -142,7 +161,7 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
     if chat:                       # chat reasons print after the readers' ones, in a fixed order
         from .chat import CHAT_REASONS
         skips.counts.update({reason: 0 for reason in CHAT_REASONS})
-    surrogates = 0
+    surrogates = records = 0
     in_flight = threading.Semaphore(4 * max(workers, 1) + 2)   # back-pressure: never read far ahead
     stop_reading = threading.Event()
     try:
@@ -164,8 +183,11 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
                     writers[key].add_documents(result.tokens[key], result.lengths[key])
                 surrogates += result.surrogates_replaced
                 learned += result.learned_tokens
+                records += result.documents + len(result.bad)
                 counted = outputs_keys[:1] if chat else outputs_keys      # the mask is not more tokens
                 meter.update(result.documents, sum(int(result.lengths[k].sum()) for k in counted), result.nbytes)
+            if not meter.documents:
+                raise no_documents_error(list(files), keys, skips, records)
             outputs = [writers[k].commit() for k in outputs_keys]
         return PreprocessResult(outputs, meter.documents, meter.tokens, meter.bytes, meter.elapsed, skips,
                                 surrogates, np.dtype(dtype).name, max(workers, 1), learned if chat else None)
@@ -184,6 +206,7 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
         if own_pool:
             pool.close()
             pool.join()
+        lock.release()
 
 
 def _bounded(batches, semaphore, stop):

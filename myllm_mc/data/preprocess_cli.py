@@ -66,6 +66,10 @@ def contiguous_share(files: Sequence[Path], rank: int, size: int) -> List[Path]:
 
 def run(argv, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
+    from myllm_mc.errors import describe_os_error, fail
+    from myllm_mc.locking import LockHeld
+
+    from .preprocess import Interrupted
     from .tokenizer import TokenizerError
     try:
         if args.json_keys is None:
@@ -82,12 +86,14 @@ def run(argv, prog: str) -> int:
         from .preprocess import preprocess
         result = preprocess(files, args.output_prefix, tokenizer, args.json_keys, args.workers, args.append_eod,
                             args.strict, args.progress, chat=args.chat)
-    except (InputError, TokenizerError) as err:
-        print(f"{prog}: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted — no output written", file=sys.stderr)
-        return 130
+    except (InputError, TokenizerError, LockHeld) as err:
+        return fail(prog, str(err), 2, err)
+    except OSError as err:                      # a full or read-only output directory
+        return fail(prog, describe_os_error(err, where=args.output_prefix) + "; nothing was written, any previous dataset is intact", 1, err)
+    except KeyboardInterrupt as err:
+        return fail(prog, "interrupted — no output written, any previous dataset is intact", 130, err)
+    except Interrupted as err:
+        return fail(prog, f"{err} — no output written, any previous dataset is intact", 128 + err.signum, err)
     print(result.summary())
     return 0
 

@@ -29,6 +29,18 @@ COMPRESSIONS = ("", ".gz", ".zst")
 FORMATS_HELP = "JSONL (.jsonl/.json, optionally .gz or .zst), Parquet (.parquet) or webdataset shards (.tar)"
 
 
+# one document this large takes ~100× its size in memory to tokenize (measured: 50 MB → 5.2 GB)
+HUGE_DOCUMENT_BYTES = int(os.environ.get("MYLLM_HUGE_DOCUMENT_BYTES", 16 << 20))
+TOKENIZE_MEMORY_FACTOR = 100
+
+
+def warn_huge_document(where: str, size: int) -> None:
+    import sys
+    print(f"warning: {where} is a single {size / 1e6:,.1f} MB document: tokenizing it takes about "
+          f"{size * TOKENIZE_MEMORY_FACTOR / 1e9:,.1f} GB of memory (per worker) — fix: split such documents "
+          f"into smaller ones", file=sys.stderr, flush=True)
+
+
 class InputError(ValueError):
     """Unusable input (missing, unreadable, unknown format, or bad records under --strict); one line with the fix."""
 
@@ -95,42 +107,144 @@ class RawBatch:
     nbytes: int = 0
 
 
+class _CheckedZstd(io.RawIOBase):
+    """A .zst stream that raises at its end unless the last frame was complete.
+
+    Why: zstandard's stream_reader returns a short stream, not an error, when the file is truncated — a cut
+    download would become a short dataset that looks complete.
+    """
+
+    def __init__(self, path: Path):
+        import zstandard
+        self._zstd = zstandard
+        self._raw = open(path, "rb")
+        self._dobj = zstandard.ZstdDecompressor().decompressobj()
+        self._pending = b""
+        self._frame_open = False       # a frame has started and not ended
+        self.consumed = 0              # compressed bytes read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if self._frame_open:
+                    raise TruncatedStream(f"the zstd stream ends inside a frame after {self.consumed:,} compressed "
+                                          f"bytes")
+                return 0
+            self.consumed += len(chunk)
+            while chunk:
+                self._frame_open = True
+                try:
+                    out = self._dobj.decompress(chunk)
+                except self._zstd.ZstdError as err:
+                    raise TruncatedStream(f"corrupt zstd data near compressed byte {self.consumed:,} ({err})") from None
+                self._pending += out
+                if self._dobj.eof:                  # frame complete; the rest belongs to the next frame
+                    self._frame_open = False
+                    chunk = self._dobj.unused_data
+                    self._dobj = self._zstd.ZstdDecompressor().decompressobj()
+                else:
+                    chunk = b""
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class TruncatedStream(Exception):
+    """A compressed input that ends early or is corrupt."""
+
+
 def _open_binary(path: Path):
     name = path.name.lower()
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
     if name.endswith(".zst"):
-        import zstandard
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True),
-                                 buffer_size=1 << 20)
+        return io.BufferedReader(_CheckedZstd(path), buffer_size=1 << 20)
     return open(path, "rb", buffering=1 << 20)
 
 
 def _raw_records(path: Path, keys: Sequence[str]) -> Iterator[Tuple[int, object, int]]:
-    """(number, payload, size in bytes) for every record of one file, unparsed."""
+    """(number, payload, size in bytes) for every record of one file, unparsed.
+
+    A damaged file (truncated or corrupt compression, unreadable Parquet or tar) raises InputError naming the
+    file and the last good record: never a silently short dataset.
+    """
     kind = input_kind(path)
-    if kind == "jsonl":
-        with _open_binary(path) as f:
-            for number, line in enumerate(f, 1):
-                if line.strip():            # blank lines hold no document
-                    yield number, line, len(line)
-    elif kind == "parquet":
-        import pyarrow.parquet as pq
-        pf = pq.ParquetFile(path)
-        present = [k for k in keys if k in pf.schema_arrow.names]
-        number = 0
-        for batch in pf.iter_batches(batch_size=4096, columns=present or None):
-            columns = {k: batch.column(k).to_pylist() for k in present}
-            for row in range(batch.num_rows):
-                number += 1
-                values = {k: columns[k][row] for k in present}
-                yield number, values, sum(len(v) for v in values.values() if isinstance(v, (str, bytes)))
-    else:
-        import webdataset as wds
-        samples = wds.WebDataset(str(path), shardshuffle=False, empty_check=False)
-        for number, sample in enumerate(samples, 1):
-            members = {k: v for k, v in sample.items() if not k.startswith("__")}
-            yield number, members, sum(len(v) for v in members.values() if isinstance(v, bytes))
+    number = 0
+    try:
+        if kind == "jsonl":
+            with _open_binary(path) as f:
+                warned = False
+                for number, line in enumerate(f, 1):
+                    if len(line) > HUGE_DOCUMENT_BYTES and not warned:
+                        warn_huge_document(f"{path}:{number}", len(line))
+                        warned = True           # once per file: the cause is the same
+                    if line.strip():            # blank lines hold no document
+                        yield number, line, len(line)
+        elif kind == "parquet":
+            import pyarrow.parquet as pq
+            pf = pq.ParquetFile(path)
+            columns_found = pf.schema_arrow.names
+            present = [k for k in keys if k in columns_found]
+            if not present:
+                raise InputError(f"{path}: no column {', '.join(map(repr, keys))} (columns: "
+                                 f"{', '.join(columns_found) or 'none'}) — fix: --json-keys COLUMN")
+            for batch in pf.iter_batches(batch_size=4096, columns=present):
+                columns = {k: batch.column(k).to_pylist() for k in present}
+                for row in range(batch.num_rows):
+                    number += 1
+                    values = {k: columns[k][row] for k in present}
+                    yield number, values, sum(len(v) for v in values.values() if isinstance(v, (str, bytes)))
+        else:
+            import webdataset as wds
+            _check_tar(path)        # webdataset stops quietly at a cut member: a short shard would look whole
+            samples = wds.WebDataset(str(path), shardshuffle=False, empty_check=False)
+            for number, sample in enumerate(samples, 1):
+                members = {k: v for k, v in sample.items() if not k.startswith("__")}
+                yield number, members, sum(len(v) for v in members.values() if isinstance(v, bytes))
+    except InputError:
+        raise
+    except Exception as err:            # zstd/gzip/zlib/pyarrow/tarfile each raise their own kind
+        unit = "line" if kind == "jsonl" else ("row" if kind == "parquet" else "sample")
+        where = f"after {unit} {number:,}" if number else "before the first record"
+        raise InputError(f"{path}: damaged input {where}: {_one_line(err)} — fix: re-download or re-create "
+                         f"this file (nothing was written)") from err
+
+
+def _check_tar(path: Path) -> None:
+    """TruncatedStream if a member's data runs past the end of the file, or the end-of-archive block is missing
+    (a cut between members reads as a clean end otherwise). Headers only: seeks, no data read."""
+    import tarfile
+    size = path.stat().st_size
+    last = "the first member"
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            if member.offset_data + member.size > size:
+                raise TruncatedStream(f"the tar archive is truncated inside member {member.name} "
+                                      f"({size:,} bytes, that member ends at {member.offset_data + member.size:,})")
+            last = member.name
+        end = tar.offset
+    with open(path, "rb") as f:
+        f.seek(end)
+        block = f.read(512)
+    if len(block) < 512 or block.count(0) != 512:
+        raise TruncatedStream(f"the tar archive is truncated after member {last} (no end-of-archive block)")
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    message = text[0] if text else type(err).__name__
+    if isinstance(err, EOFError) or "end-of-stream" in message:
+        return f"the compressed stream is truncated ({message})"
+    return message[:200]
 
 
 def raw_batches(path: Path, keys: Sequence[str], max_records: int = 1024, max_bytes: int = 1 << 20

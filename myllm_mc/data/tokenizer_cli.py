@@ -39,14 +39,19 @@ def run(argv, prog: str) -> int:
         print(f"{prog}: need --vocab-size and --output (or --config CONFIG) — fix: e.g. --vocab-size 8192 "
               f"--output runs/tokenizer-8k", file=sys.stderr)
         return 2
+    from myllm_mc.errors import describe_os_error, fail
+
     from .tokenizer_training import train_tokenizer
     try:
         files = expand_inputs(args.input)
         report = train_tokenizer(files, vocab_size, output, args.json_keys, args.heldout_every, args.min_frequency,
                                  show_progress=args.progress)
     except (InputError, ValueError) as err:
-        print(f"{prog}: {err}", file=sys.stderr)
-        return 2
+        return fail(prog, str(err), 2, err)
+    except OSError as err:                      # a full or read-only output directory
+        return fail(prog, describe_os_error(err, where=output), 1, err)
+    except KeyboardInterrupt as err:
+        return fail(prog, "interrupted — no tokenizer written", 130, err)
     print(report.summary())
     return 0
 

@@ -14,7 +14,9 @@ from typing import Iterator, List, Sequence
 
 from .chat_template import CHAT_TEMPLATE
 from .readers import SkipLog, iter_documents
-from .tokenizer import EOD, IM_END, IM_START, PAD, SPECIAL_TOKENS, Tokenizer
+from .tokenizer import EOD, IM_END, IM_START, PAD, SPECIAL_TOKENS, Tokenizer, replace_lone_surrogates
+
+HUGE_VOCAB = 1_000_000     # above this the embedding alone dwarfs a small model; almost always a typo
 
 
 @dataclass
@@ -30,12 +32,15 @@ class TokenizerReport:
     bytes_per_token: float       # on held-out text
     skipped: int
     seconds: float
+    surrogates_replaced: int = 0     # documents whose lone surrogates became U+FFFD, as preprocessing does
 
     def summary(self) -> str:
         reserved = f" ({self.reserved_tokens:,} reserved fillers: corpus too small)" if self.reserved_tokens else ""
         return (f"tokenizer: vocab {self.vocab_size:,}{reserved} from {self.train_documents:,} documents in "
                 f"{self.seconds:.1f} s; held-out {self.heldout_documents:,} documents: "
-                f"{self.bytes_per_token:.3f} bytes/token; skipped {self.skipped:,}; saved {self.path}")
+                f"{self.bytes_per_token:.3f} bytes/token; skipped {self.skipped:,}"
+                f"{f'; {self.surrogates_replaced:,} documents had lone surrogates replaced by U+FFFD' if self.surrogates_replaced else ''}"
+                f"; saved {self.path}")
 
 
 def train_tokenizer(files: Sequence[Path], vocab_size: int, output_dir: str | Path, keys: Sequence[str] = ("text",),
@@ -49,13 +54,22 @@ def train_tokenizer(files: Sequence[Path], vocab_size: int, output_dir: str | Pa
     if vocab_size < len(SPECIAL_TOKENS) + 256:
         raise ValueError(f"--vocab-size {vocab_size} is below the 256 byte tokens + {len(SPECIAL_TOKENS)} special "
                          f"tokens — fix: use at least {256 + len(SPECIAL_TOKENS)}")
+    if vocab_size > HUGE_VOCAB:
+        import sys
+        print(f"warning: --vocab-size {vocab_size:,} is huge (more than {HUGE_VOCAB:,}): training needs memory for "
+              f"every candidate merge and the model's embedding grows with it — fix: 32k-256k is usual",
+              file=sys.stderr, flush=True)
     start = time.perf_counter()
     skips = SkipLog()
     heldout: List[str] = []
-    counts = {"train": 0}
+    counts = {"train": 0, "records": 0, "surrogates": 0}
 
     def training_texts() -> Iterator[str]:
         for n, (_, texts) in enumerate(iter_documents(files, keys, skips)):
+            # the same text preprocessing tokenizes: a lone surrogate becomes U+FFFD (and is counted)
+            fixed = [replace_lone_surrogates(t) for t in texts]
+            counts["surrogates"] += any(k for _, k in fixed)
+            texts = [t for t, _ in fixed]
             if heldout_every and n % heldout_every == heldout_every - 1:
                 heldout.extend(texts)
                 continue
@@ -68,6 +82,9 @@ def train_tokenizer(files: Sequence[Path], vocab_size: int, output_dir: str | Pa
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
     hf.train_from_iterator(training_texts(), trainer)
+    if not counts["train"] and not heldout:
+        from .preprocess import no_documents_error
+        raise no_documents_error(list(files), keys, skips, skips.total)
     learned = hf.get_vocab_size(with_added_tokens=True) - len(SPECIAL_TOKENS)
     reserved = vocab_size - hf.get_vocab_size(with_added_tokens=True)
     if reserved > 0:   # keep vocab_size exactly as configured: the model's embedding is sized from it
@@ -92,6 +109,6 @@ def train_tokenizer(files: Sequence[Path], vocab_size: int, output_dir: str | Pa
         reserved_tokens=max(reserved, 0), train_documents=counts["train"], heldout_documents=len(heldout),
         heldout_bytes=heldout_bytes, heldout_tokens=heldout_tokens,
         bytes_per_token=heldout_bytes / heldout_tokens if heldout_tokens else float("nan"),
-        skipped=skips.total, seconds=time.perf_counter() - start)
+        skipped=skips.total, seconds=time.perf_counter() - start, surrogates_replaced=counts["surrogates"])
     (out / "training_report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report

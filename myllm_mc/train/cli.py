@@ -4,7 +4,11 @@ Under a launcher (torchrun, srun, mpirun) it joins that process group; with `--n
 it starts torchrun itself. The config is validated for the final world size *before* any process starts.
 
 Exit codes: 0 finished; 2 bad config; 3 stopped after too many non-finite steps; 75 preempted (SIGTERM/SIGUSR1):
-a checkpoint of the current step was saved, requeue and `--resume auto` to continue.
+a checkpoint of the current step was saved, requeue and `--resume auto` to continue; 130 interrupted (Ctrl-C /
+SIGINT): the current step was saved (a second Ctrl-C stops without saving).
+
+With `--nproc-per-node N` this process supervises torchrun (train/supervise.py): signals sent to it or to its
+process group are forwarded to every rank, and it returns only after the ranks have saved and exited.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import subprocess
 import sys
 import tempfile
 
-from myllm_mc.config import load
+from myllm_mc.config import ConfigError, load
 from myllm_mc.config.cli import add_config_arguments
-from myllm_mc.parallel.launch import launcher_world_size
+from myllm_mc.config.preflight import check_inputs
+from myllm_mc.errors import fail
+from myllm_mc.parallel.launch import launcher_rank, launcher_world_size
 
 EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"   # where ranks leave the loop's exit code for the parent of torchrun
+PREFLIGHT_ENV = "MYLLM_PREFLIGHT_DONE"   # the parent checked tokenizer and data already
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +49,8 @@ def main(argv) -> int:
         from myllm_mc.data.shipped import prepare_shipped_corpus
         prepare_shipped_corpus(load(args.config, overrides, world_size=args.nproc_per_node or args.world_size or 1))
     if launched is None and args.nproc_per_node and args.nproc_per_node > 1:
-        load(args.config, overrides, world_size=args.nproc_per_node)          # fail fast, before torchrun
+        cfg = load(args.config, overrides, world_size=args.nproc_per_node)    # fail fast, before torchrun
+        check_inputs(cfg)                                                       # tokenizer, data, epochs
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc-per-node={args.nproc_per_node}", "-m", "myllm_mc.cli", "train", args.config]
         if overrides:
@@ -50,24 +58,50 @@ def main(argv) -> int:
         command += [f"--poison-step={s}" for s in args.poison_step]
         if args.kill_in_save_step is not None:
             command.append(f"--kill-in-save-step={args.kill_in_save_step}")
+        from .supervise import PID_DIR_ENV, Supervisor
         with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code")})
+            env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code"), PID_DIR_ENV: tmp,
+                                      PREFLIGHT_ENV: "1"})
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)))
-            code = subprocess.call(command, env=env)
-            # torchrun turns any failing child into exit 1; report the loop's documented code instead
-            if code != 0 and os.path.exists(env[EXIT_FILE_ENV]):
-                code = int(open(env[EXIT_FILE_ENV]).read())
+            code = Supervisor(command, env, tmp).run()
+            # the ranks leave the loop's documented code here (torchrun would turn it into 1)
+            if os.path.exists(env[EXIT_FILE_ENV]):
+                code = int(open(env[EXIT_FILE_ENV]).read() or code)
             return code
+    from .signals import INTERRUPTED_EXIT, install_early
+    from .supervise import announce_rank
+    install_early()              # a signal during the seconds of start-up is honoured at the first step
+    announce_rank(int(os.environ.get("RANK", "0")))
     cfg = load(args.config, overrides, world_size=launched or args.world_size or 1)
+    if not os.environ.get(PREFLIGHT_ENV):       # under srun/mpirun each rank checks; only rank 0 says so
+        quiet = launcher_rank() != 0
+        try:
+            check_inputs(cfg, warn=(lambda message: None) if quiet else None)
+        except ConfigError as err:
+            if quiet:
+                return 2
+            raise
     from myllm_mc.parallel.state import destroy
 
     from .faults import Faults
     from .run import run_training
+    from myllm_mc.checkpoint.errors import CheckpointError
+    from myllm_mc.data.readers import InputError
     try:
         code = run_training(cfg, Faults(tuple(args.poison_step), args.kill_in_save_step)).exit_code
+    except (CheckpointError, InputError) as err:   # the same on every rank (rank 0 decided, or the same data):
+        # one line, from rank 0
+        if launcher_rank() == 0:
+            fail("myllm train", str(err), 2, err)
+        code = 2
+    except KeyboardInterrupt:    # a second Ctrl-C: no traceback, the last saved checkpoint stays as it was
+        print("myllm train: stopped without saving (second Ctrl-C)", file=sys.stderr)
+        code = INTERRUPTED_EXIT
     finally:
         destroy()
-    if os.environ.get(EXIT_FILE_ENV) and code != 0:
-        with open(os.environ[EXIT_FILE_ENV], "w") as f:
-            f.write(str(code))
+    if os.environ.get(EXIT_FILE_ENV):
+        if code != 0:
+            with open(os.environ[EXIT_FILE_ENV], "w") as f:
+                f.write(str(code))
+        return 0                 # towards torchrun: a documented stop is not a failure to report or restart
     return code

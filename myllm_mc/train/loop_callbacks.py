@@ -1,5 +1,5 @@
 """The loop's own duties as callbacks (DESIGN.md: everything cross-cutting is a callback): evaluation every
-`training.eval_interval` steps, preemption signals (SIGTERM/SIGUSR1 → save and exit 75), and checkpoints every
+`training.eval_interval` steps, preemption signals (SIGTERM/SIGUSR1 → save and exit 75; SIGINT → save and exit 130), and checkpoints every
 `checkpoint.save_interval` steps plus one at the end. `Trainer` appends them after the caller's callbacks, in
 this order, so a stop requested by diagnostics or a signal is saved by the checkpoint callback of the same step.
 Their time is the loop's work, not callback overhead: it is excluded from `TrainResult.callback_seconds`.
@@ -39,8 +39,12 @@ class PreemptionCallback(_Timed):
     def step_end(self, trainer, record, control):
         from .trainer import _all_reduce_max
         if self.handler.should_stop(_all_reduce_max):
-            control.request_stop(f"received {self.handler.signal_name}: saved and exiting for requeue",
-                                 exit_code=PREEMPTED_EXIT, save=True)
+            if self.handler.exit_code == PREEMPTED_EXIT:
+                reason = f"received {self.handler.signal_name}: saved and exiting for requeue"
+            else:                          # Ctrl-C: saved too, but the user, not a scheduler, resumes
+                saved = "" if trainer.cfg.checkpoint.dir else " (nothing saved: no checkpoint.dir)"
+                reason = f"received {self.handler.signal_name}: saved step {trainer.step}{saved}; continue with --resume auto"
+            control.request_stop(reason, exit_code=self.handler.exit_code, save=True)
 
     def on_train_end(self, trainer):
         self.handler.uninstall()

@@ -89,6 +89,8 @@ def run_objective(cfg: Config, objective: Objective, make_data: Callable[[Config
                  f" callbacks {100 * result.callback_seconds / max(result.step_seconds, 1e-9):.2f}% of step time")
         return result
     finally:
+        from myllm_mc.checkpoint.lock import release_all
+        release_all()
         destroy(process_group=False)
 
 

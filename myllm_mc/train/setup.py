@@ -46,7 +46,13 @@ def setup_state(cfg: Config, echo=print, runtime=None) -> TrainState:
 
     if runtime is None:
         runtime = init_distributed(cfg, seed=cfg.training.seed)
-    resume_from = checkpoint.resolve_resume(cfg.checkpoint.resume, cfg.checkpoint.dir)
+    from myllm_mc.checkpoint import compat, lock
+    from myllm_mc.checkpoint.collective import on_rank0
+    if cfg.checkpoint.dir:                  # one run per checkpoint.dir; refused here, before anything is written
+        on_rank0(lambda: lock.acquire(cfg.checkpoint.dir))
+    resume_from = on_rank0(lambda: checkpoint.resolve_resume(cfg.checkpoint.resume, cfg.checkpoint.dir, echo))
+    if resume_from is not None:             # same model shape and tokenizer, or one line saying what differs
+        on_rank0(lambda: compat.check(checkpoint.read_meta(resume_from), cfg, resume_from))
     chunks = build_model(cfg)
     if resume_from is None and cfg.checkpoint.init_from:
         checkpoint.load_model(chunks, str(checkpoint.resolve_weights(cfg.checkpoint.init_from)))

@@ -77,6 +77,7 @@ class Trainer:
         self.faults = faults
         self.async_queue = None
         self._parameters: Optional[int] = None
+        self._compat: Optional[dict] = None     # model shape + tokenizer fingerprint saved with every checkpoint
         if cfg.checkpoint.async_save and cfg.checkpoint.dir:
             from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
             self.async_queue = AsyncCallsQueue()
@@ -181,8 +182,16 @@ class Trainer:
         self.finish_pending_saves()
         if self._parameters is None:                     # a collective; the count never changes during a run
             self._parameters = _count_parameters(self.model)
+        from myllm_mc.checkpoint import compat, space
+        from myllm_mc.checkpoint.collective import on_rank0
+        root = self.cfg.checkpoint.dir
+        previous = self.last_checkpoint or self.state.resumed_from
+        needed = space.estimate_bytes(self._parameters, self.cfg.model.precision, previous)
+        on_rank0(lambda: space.check(root, needed))     # a full disk: one line, before any file is written
+        if self._compat is None:
+            self._compat = compat.record(self.cfg)
         meta = {"config": self.cfg.model.name, "tokens_seen": self.consumed_samples * self.cfg.model.seq_length,
-                "parameters": self._parameters}
+                "parameters": self._parameters, **self._compat}
         checkpoint.save_training_state(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
                            self.consumed_samples, meta, self.faults, self.async_queue, self._published)
 

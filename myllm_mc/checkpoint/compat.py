@@ -1,0 +1,59 @@
+"""What a checkpoint was trained with (model shape, tokenizer fingerprint), checked before a resume.
+
+Why: loading an 8,192-row embedding into a 16,384-row model leaves half of it zero; resuming with a different
+tokenizer of the same size trains on ids that mean other strings (the loss jumps). Both load "successfully", so
+they are refused here, in one line naming the fields. A deliberate tokenizer change is allowed with
+`checkpoint.allow_tokenizer_change=true`; a shape change is never loaded (it needs a conversion, not a resume).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from .errors import CheckpointError
+
+SHAPE_FIELDS = ("num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "kv_channels",
+                "ffn_hidden_size", "vocab_size")
+
+
+def model_shape(cfg) -> Dict[str, int]:
+    return {name: getattr(cfg.model, name) for name in SHAPE_FIELDS}
+
+
+def tokenizer_fingerprint(path: Optional[str]) -> Optional[dict]:
+    if not path:
+        return None
+    from myllm_mc.data.tokenizer import Tokenizer
+    ids = Tokenizer(path).unique_identifiers
+    return {"sha256": ids["sha256"], "vocab_size": ids["vocab_size"]}
+
+
+def record(cfg) -> dict:
+    """The meta entries saved with every checkpoint."""
+    return {"model_shape": model_shape(cfg), "tokenizer": tokenizer_fingerprint(cfg.data.tokenizer)}
+
+
+def mismatches(meta: dict, cfg) -> List[str]:
+    found = []
+    saved_shape = meta.get("model_shape") or {}
+    for name, value in model_shape(cfg).items():
+        if name in saved_shape and saved_shape[name] != value:
+            found.append(f"model.{name} {saved_shape[name]} → {value}")
+    saved_tok = meta.get("tokenizer")
+    if saved_tok and cfg.data.tokenizer and not getattr(cfg.checkpoint, "allow_tokenizer_change", False):
+        now = tokenizer_fingerprint(cfg.data.tokenizer)
+        if now and now["sha256"] != saved_tok["sha256"]:
+            found.append(f"data.tokenizer {saved_tok['sha256'][:12]} → {now['sha256'][:12]} (another tokenizer)")
+    return found
+
+
+def check(meta: dict, cfg, where: str) -> None:
+    found = mismatches(meta, cfg)
+    if not found:
+        return
+    shape = [f for f in found if f.startswith("model.")]
+    fix = ("use the config the checkpoint was trained with (myllm checkpoint inspect shows it)" if shape else
+           "use the tokenizer it was trained with, or --set checkpoint.allow_tokenizer_change=true if the change "
+           "is deliberate")
+    raise CheckpointError(f"cannot resume from {where}: it was saved with a different "
+                          f"{'model shape' if shape else 'tokenizer'}: {'; '.join(found)} — fix: {fix}")
