@@ -1,0 +1,1 @@
+"""Inference side of the chain: generation, checkpoint conversion (HF safetensors, GGUF), quantization, serving."""
