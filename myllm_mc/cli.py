@@ -23,6 +23,7 @@ STAGES = [
     ("finetune", "myllm_mc.align.cli:main", "SFT, DPO and GRPO on a pretrained checkpoint"),
     ("generate", "myllm_mc.infer.generate_cli:main", "prefill + decode with a KV cache, sampling"),
     ("export", "myllm_mc.infer.export_cli:main", "convert checkpoints (HF safetensors, GGUF), quantize"),
+    ("import", "myllm_mc.infer.import_cli:main", "import HF safetensors or GGUF Llama models as config + checkpoint"),
     ("serve", "myllm_mc.infer.serve_cli:main", "a local HTTP server for generation"),
     ("benchmark", "myllm_mc.bench.cli:main", "measure tokens/s and MFU of a layout, sweep layouts"),
 ]

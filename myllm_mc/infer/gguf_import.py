@@ -17,7 +17,7 @@ import torch
 
 from myllm_mc.model.llama_layout import LlamaShape, from_gguf_rotary, gguf_to_hf_names, rotary_heads
 
-from .hf_import import Imported, write_imported
+from .hf_import import Imported, rope_base, write_imported
 from .weights import ConversionError
 
 
@@ -67,7 +67,7 @@ def model_fields_from_gguf(fields: dict, where: str) -> dict:
                    ffn_hidden_size=int(fields["llama.feed_forward_length"]), vocab_size=vocab,
                    seq_length=int(fields.get("llama.context_length", 2048)),
                    norm_epsilon=float(fields.get("llama.attention.layer_norm_rms_epsilon", 1e-5)),
-                   rotary_base=float(fields.get("llama.rope.freq_base", 10000.0)),
+                   rotary_base=rope_base(fields.get("llama.rope.freq_base", 10000.0)),
                    normalization="RMSNorm", activation="swiglu", position_embedding="rope", add_bias=False)
     except KeyError as err:
         raise ConversionError(f"{where}: metadata key {err.args[0]} missing — fix: the file is not a complete"

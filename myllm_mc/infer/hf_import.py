@@ -40,6 +40,13 @@ class Imported:
                 f" {m.vocab_size:,} → {self.out}/config.yaml, {self.out}/checkpoint")
 
 
+def rope_base(value) -> int:
+    """model.rotary_base is an int (every Llama uses a whole number); refuse a fractional one rather than round it."""
+    if float(value) != int(float(value)):
+        raise ConversionError(f"rope theta {value} is not a whole number — fix: model.rotary_base holds integers")
+    return int(float(value))
+
+
 def model_fields_from_hf(config: dict, where: str) -> dict:
     """ModelConfig fields for an HF Llama config.json; anything Llama-incompatible is refused in one line."""
     arch = (config.get("architectures") or ["?"])[0]
@@ -60,7 +67,7 @@ def model_fields_from_hf(config: dict, where: str) -> dict:
         kv_channels=config.get("head_dim") or config["hidden_size"] // heads,
         ffn_hidden_size=config["intermediate_size"], vocab_size=config["vocab_size"],
         seq_length=config.get("max_position_embeddings", 2048), norm_epsilon=config.get("rms_norm_eps", 1e-6),
-        rotary_base=float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
+        rotary_base=rope_base(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
         tie_embeddings=bool(config.get("tie_word_embeddings", False)),
         normalization="RMSNorm", activation="swiglu", position_embedding="rope", add_bias=False)
 
