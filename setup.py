@@ -9,7 +9,11 @@ from setuptools import find_packages, setup
 
 DATA = ["tokenizers>=0.20,<1", "pyarrow>=14", "webdataset>=0.2.86,<2", "zstandard>=0.22"]
 MPI = ["mpi4py>=3.1"]
-TEST = ["pytest>=8", "pytest-timeout>=2.3"] + DATA
+# HF/GGUF interop: transformers (+ accelerate for its GGUF loader) as the reference reader, gguf-py to write and
+# read GGUF, and llama-cpp-python's runtime deps (its wheel is built from source by .ci/run and installed --no-deps)
+INTEROP = ["gguf>=0.17", "transformers>=4.56", "accelerate>=1.0", "jinja2>=3.1", "diskcache>=5.6",
+           "typing-extensions>=4.5"] + DATA
+TEST = ["pytest>=8", "pytest-timeout>=2.3"] + DATA + INTEROP
 
 setup(
     name="myllm_mc",
@@ -34,8 +38,9 @@ setup(
         "gpu": ["transformer-engine[pytorch]", "nvidia-dali-cuda120"],
         "data": DATA,
         "mpi": MPI,
+        "interop": INTEROP,
         "test": TEST,
-        "all": DATA + MPI + TEST,
+        "all": DATA + MPI + TEST + INTEROP,
     },
     entry_points={"console_scripts": ["myllm=myllm_mc.cli:main"]},
 )
