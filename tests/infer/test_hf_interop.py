@@ -28,9 +28,12 @@ def _ours(interop_model, checkpoint):
 
 
 def _hf_greedy(hf, prompt, new_tokens):
-    out = hf.generate(torch.tensor([prompt]), max_new_tokens=new_tokens, do_sample=False, eos_token_id=None,
-                      pad_token_id=0)
-    return out[0, len(prompt):].tolist()
+    """transformers' argmax continuation (no stop token: the comparison runs the full length)."""
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(new_tokens):
+            ids.append(int(hf(torch.tensor([ids])).logits[0, -1].argmax()))
+    return ids[len(prompt):]
 
 
 @pytest.fixture(scope="module")
