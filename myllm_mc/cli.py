@@ -19,7 +19,7 @@ STAGES = [
     ("tokenizer", "myllm_mc.data.tokenizer_cli:main", "train a byte-level BPE tokenizer (`tokenizer train`)"),
     ("preprocess", "myllm_mc.data.preprocess_cli:main", "tokenize corpora into indexed .bin/.idx shards"),
     ("train", "myllm_mc.train.cli:main", "pretrain on megatron-core with any parallel layout"),
-    ("checkpoint", "myllm_mc.train.checkpoint_cli:main", "inspect a checkpoint (`checkpoint inspect DIR`)"),
+    ("checkpoint", "myllm_mc.checkpoint.cli:main", "inspect a checkpoint (`checkpoint inspect DIR`)"),
     ("finetune", "myllm_mc.align.cli:main", "SFT, DPO and GRPO on a pretrained checkpoint"),
     ("generate", "myllm_mc.infer.generate_cli:main", "prefill + decode with a KV cache, sampling"),
     ("export", "myllm_mc.infer.export_cli:main", "convert checkpoints (HF safetensors, GGUF), quantize"),

@@ -143,6 +143,21 @@ class PlanConfig:
 
 
 @dataclass(frozen=True)
+class AlignConfig:
+    """Fine-tuning (`myllm finetune sft|dpo`): chat data, packing, epochs, DPO's beta. See docs/finetuning.md."""
+
+    train: list = field(default_factory=list)       # JSONL files: SFT {"messages"}; DPO {"prompt"|"messages", "chosen", "rejected"}
+    valid: list = field(default_factory=list)       # held-out JSONL files of the same kind (eval loss/metrics)
+    epochs: Optional[float] = None      # when set, training.steps = ceil(epochs × sequences / global batch)
+    packing: bool = True                # SFT: several conversations per sequence, block-diagonal attention
+    strict: bool = False                # stop at the first bad record instead of counting and skipping it
+    max_records: Optional[int] = None   # use only the first N records of each train file (tests, quick runs)
+    beta: float = 0.1                   # DPO: strength of the KL constraint to the reference
+    label_smoothing: float = 0.0        # DPO: conservative DPO (probability that a preference label is flipped)
+    reference: Optional[str] = None     # DPO: reference weights; default checkpoint.init_from
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -154,6 +169,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
 
     @property
     def tokens_per_step(self) -> int:

@@ -12,7 +12,7 @@
 """
 
 from .build import build_model, padded_vocab_size
-from .checkpoint import load_model, save_model, sharded_model_state
+from myllm_mc.checkpoint.weights import load_model, save_model, sharded_model_state  # re-exported for callers
 from .loss import forward_step, lm_loss, random_batch, reduce_loss, split_for_context_parallel
 from .params import parameter_counts
 from .spec import layer_spec

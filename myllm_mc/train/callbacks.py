@@ -47,6 +47,7 @@ class Callback:
     def on_step_end(self, trainer, record: StepRecord, control: Control) -> None: ...
     def on_eval_end(self, trainer, step: int, metrics: dict) -> None: ...
     def on_save(self, trainer, step: int, path: str) -> None: ...
+    def on_train_complete(self, trainer) -> None: ...     # the last step ran (not stopped, no exception)
     def on_train_end(self, trainer) -> None: ...
 
 
@@ -71,6 +72,10 @@ class CallbackList(Callback):
     def on_save(self, trainer, step, path):
         for cb in self.callbacks:
             cb.on_save(trainer, step, path)
+
+    def on_train_complete(self, trainer):
+        for cb in self.callbacks:
+            cb.on_train_complete(trainer)
 
     def on_train_end(self, trainer):
         for cb in self.callbacks:

@@ -60,7 +60,8 @@ class MetricsLogger(Callback):
     def on_eval_end(self, trainer, step: int, metrics: dict) -> None:
         row = {"kind": "valid", "step": step, **metrics}
         self.history.append(row)
-        self.echo(f"[valid] step {step}: loss {metrics['loss']:.4f} ppl {metrics['ppl']:.2f}")
+        extra = "".join(f" {k} {v:.4g}" for k, v in metrics.items() if k not in ("loss", "ppl"))
+        self.echo(f"[valid] step {step}: loss {metrics['loss']:.4f} ppl {metrics['ppl']:.2f}{extra}")
         self._write_row(row)
 
     def on_train_end(self, trainer) -> None:
@@ -92,6 +93,10 @@ class MetricsLogger(Callback):
             "skipped": sum(r.skipped for r in self.window),
             "eta_s": step_time * (self.total_steps - last.step), "elapsed_s": time.perf_counter() - self._start,
         }
+        extra_keys = list(recs[-1].extra.get("metrics", {}))          # the objective's own metrics (DPO: accuracy ...)
+        for key in extra_keys:
+            row[key] = sum(r.extra.get("metrics", {}).get(key, 0.0) for r in recs) / len(recs)
+        row["objective_metrics"] = extra_keys
         return row
 
     def _emit(self, row: dict) -> None:
@@ -102,7 +107,8 @@ class MetricsLogger(Callback):
                   f" | lr {row['lr']:.2e} | gnorm {gn} | {row['tokens_per_s']:.0f} tok/s"
                   f" ({row['tokens_per_s_per_gpu']:.0f}/gpu) | {row['tflops_per_gpu']:.3f} TFLOP/s/gpu{mfu}"
                   f" | mem {row['peak_memory_gib']:.2f} GiB | data {row['data_share'] * 100:.0f}%"
-                  f" | eta {_hms(row['eta_s'])}")
+                  f" | eta {_hms(row['eta_s'])}"
+                  + "".join(f" | {key} {row[key]:.4g}" for key in row.pop("objective_metrics")))
         self._write_row(row)
 
     def _write_row(self, row: dict) -> None:

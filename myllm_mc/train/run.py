@@ -1,41 +1,35 @@
 """`run_training(cfg)`: the pretraining stage as one function — what `myllm train`, Slurm scripts and tests call.
+`run_objective(cfg, objective, make_data)`: the same for any objective (`myllm_mc.align` uses it for SFT/DPO).
 
-Order matters and mirrors Megatron-LM's `pretrain`: process groups → model → DDP → optimizer/scheduler →
-resume → data (positioned at the checkpoint's consumed samples) → loop.
+Order matters and mirrors Megatron-LM's `pretrain`: state set-up (`setup.setup_state`: process groups → model →
+DDP → optimizer/scheduler → resume) → the objective's data (positioned at the checkpoint's consumed samples) → loop.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from myllm_mc.config import Config
 
 from .callbacks import CallbackList
-from .checkpointing import load as load_checkpoint
-from .checkpointing import resolve_resume, resolve_weights
 from .faults import NONE as NO_FAULTS
 from .faults import Faults
 from .diagnostics import InitialLossCheck, LossSpikeDetector, NonFiniteGuard
 from .metrics import MetricsLogger, echo_stderr, flops_per_step, peak_tflops
-from .optimizer import build_optimizer, build_scheduler
-from .trainer import Trainer, TrainResult, wrap_ddp
+from .objective import Objective, PretrainObjective
+from .setup import TrainState, setup_state
+from .trainer import ObjectiveData, Trainer, TrainResult
 
 
-def _mixed_precision(cfg: Config, chunks):
-    """bf16/fp8: megatron's Float16Module casts inputs and keeps the loss in fp32, as Megatron-LM does."""
-    if cfg.model.precision == "fp32":
-        return chunks
-    from megatron.core.transformer.module import Float16Module
-    return [Float16Module(chunk.config, chunk) for chunk in chunks]
-
-
-def default_callbacks(cfg: Config, is_logging_rank: bool, echo=print) -> CallbackList:
+def default_callbacks(cfg: Config, is_logging_rank: bool, echo=print, from_scratch: bool = True) -> CallbackList:
+    """Diagnostics and metrics; `from_scratch=False` (fine-tuning) drops the ln(vocab) initial-loss check."""
     warn = echo_stderr if is_logging_rank else (lambda message: None)
     peak, label = peak_tflops(cfg)
     flops = flops_per_step(cfg)
     d = cfg.diagnostics
     return CallbackList([
-        InitialLossCheck(cfg.model.vocab_size, d.init_loss_tolerance, warn),
+        *([InitialLossCheck(cfg.model.vocab_size, d.init_loss_tolerance, warn)] if from_scratch else []),
         LossSpikeDetector(d.spike_window, d.spike_zscore, warn),
         NonFiniteGuard(d.max_skipped_steps, warn),
         MetricsLogger(cfg.logging.dir, cfg.logging.log_interval, cfg.training.steps, cfg.parallel.world_size,
@@ -44,54 +38,47 @@ def default_callbacks(cfg: Config, is_logging_rank: bool, echo=print) -> Callbac
     ])
 
 
-def run_training(cfg: Config, faults: Faults = NO_FAULTS, extra_callbacks=()) -> TrainResult:
-    """Train per `cfg` (already resolved for this world size). Collective: every rank calls it.
+def pretraining_data(cfg: Config, state: TrainState) -> ObjectiveData:
+    """megatron GPTDataset splits of `data.*`, each data-parallel rank reading its share."""
+    from megatron.core import parallel_state as ps
+
+    from myllm_mc.data.datasets import build_data_loader, build_datasets, samples_needed
+    from myllm_mc.data.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer(cfg.data.tokenizer)
+    train_set, valid_set, _ = build_datasets(cfg, tokenizer, samples_needed(cfg))
+    dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+
+    def make_train_iterator(consumed_samples: int):
+        return iter(build_data_loader(train_set, cfg, consumed_samples, dp_rank, dp_size))
+
+    def make_valid_iterator():
+        return iter(build_data_loader(valid_set, cfg, 0, dp_rank, dp_size))
+
+    return ObjectiveData(make_train_iterator, make_valid_iterator if valid_set is not None else None)
+
+
+def run_objective(cfg: Config, objective: Objective, make_data: Callable[[Config, TrainState], ObjectiveData],
+                  faults: Faults = NO_FAULTS, extra_callbacks=(), echo_summary: bool = True) -> TrainResult:
+    """Train `objective` per `cfg` (already resolved for this world size). Collective: every rank calls it.
 
     Leaves the torch.distributed process group up (megatron's groups are torn down), so one launch can train
     several layouts in turn; `myllm_mc.parallel.state.destroy()` ends it.
     """
     import torch.distributed as dist
-    from megatron.core import parallel_state as ps
 
-    from myllm_mc.data.datasets import build_data_loader, build_datasets, samples_needed
-    from myllm_mc.data.tokenizer import Tokenizer
-    from myllm_mc.model import build_model, load_model
     from myllm_mc.parallel.state import destroy, init_distributed
 
-    init_distributed(cfg, seed=cfg.training.seed)
+    runtime = init_distributed(cfg, seed=cfg.training.seed)
     try:
         echo = print if dist.get_rank() == 0 else (lambda message: None)
-        resume_from = resolve_resume(cfg.checkpoint.resume, cfg.checkpoint.dir)
-        chunks = build_model(cfg)
-        if resume_from is None and cfg.checkpoint.init_from:
-            load_model(chunks, str(resolve_weights(cfg.checkpoint.init_from)))
-            echo(f"initialised weights from {cfg.checkpoint.init_from}")
-        model = wrap_ddp(cfg, _mixed_precision(cfg, chunks))
-        optimizer = build_optimizer(cfg, model)
-        scheduler = build_scheduler(cfg, optimizer)
-        start_step = consumed = 0
-        if resume_from is not None:
-            meta = load_checkpoint(resume_from, model, optimizer, scheduler)
-            start_step, consumed = meta["step"], meta["consumed_samples"]
-            echo(f"resumed from {resume_from} at step {start_step} ({consumed} samples consumed"
-                 f"{'' if meta['rng_restored'] else '; new layout, RNG states re-seeded'})")
-        tokenizer = Tokenizer(cfg.data.tokenizer)
-        train_set, valid_set, _ = build_datasets(cfg, tokenizer, samples_needed(cfg))
-        dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
-
-        def make_train_iterator(consumed_samples: int):
-            return iter(build_data_loader(train_set, cfg, consumed_samples, dp_rank, dp_size))
-
-        def make_valid_iterator():
-            return iter(build_data_loader(valid_set, cfg, 0, dp_rank, dp_size))
-
-        callbacks = default_callbacks(cfg, dist.get_rank() == 0, echo)
+        state = setup_state(cfg, echo, runtime)
+        data = make_data(cfg, state)
+        callbacks = default_callbacks(cfg, dist.get_rank() == 0, echo, from_scratch=objective.from_scratch)
         callbacks.callbacks.extend(extra_callbacks)
-        trainer = Trainer(cfg, model, optimizer, scheduler, make_train_iterator,
-                          make_valid_iterator if valid_set is not None else None, callbacks,
-                          start_step=start_step, consumed_samples=consumed, faults=faults, echo=echo)
+        trainer = Trainer(cfg, state, objective, data, callbacks, faults=faults, echo=echo)
         result = trainer.fit()
-        if result.losses:
+        if result.losses and echo_summary:
             finite = [x for x in result.losses if math.isfinite(x)]
             echo(f"done: step {result.step}/{cfg.training.steps}, last loss {result.losses[-1]:.4f}"
                  f" (ppl {math.exp(min(finite[-1], 50)) if finite else float('nan'):.1f}),"
@@ -100,3 +87,8 @@ def run_training(cfg: Config, faults: Faults = NO_FAULTS, extra_callbacks=()) ->
         return result
     finally:
         destroy(process_group=False)
+
+
+def run_training(cfg: Config, faults: Faults = NO_FAULTS, extra_callbacks=()) -> TrainResult:
+    """Pretrain per `cfg`: `run_objective` with next-token loss on the GPTDataset splits."""
+    return run_objective(cfg, PretrainObjective(), pretraining_data, faults, extra_callbacks)

@@ -15,7 +15,6 @@ import time
 from typing import Callable, List, Optional, Tuple
 
 from myllm_mc.model import forward_step
-from myllm_mc.model import reduce_loss as reduce_stage_loss
 
 
 def comm_device() -> str:
@@ -41,30 +40,48 @@ class DataTimer:
             self.seconds += time.perf_counter() - start
 
 
-def make_forward_step(poison: Optional[Callable[[], bool]] = None):
-    """megatron's `forward_step_func`; `poison` is a test hook that turns the micro-batch's loss into NaN."""
+def make_forward_step(forward_step_func=forward_step, poison: Optional[Callable[[], bool]] = None):
+    """`forward_step_func` for megatron's schedules; `poison` is a test hook that turns the micro-batch's loss
+    into NaN."""
     if poison is None:
-        return forward_step
+        return forward_step_func
 
     def poisoned_forward_step(data_iterator, model):
-        output, loss_fn = forward_step(data_iterator, model)
+        output, loss_fn = forward_step_func(data_iterator, model)
         return (output * float("nan") if poison() else output), loss_fn
 
     return poisoned_forward_step
 
 
-def global_loss(forward_data_store: List[dict]) -> float:
-    """The step's mean token loss on every rank (it lives on the last pipeline stage only): the loop's
-    skip/stop decisions must be the same everywhere or the collectives that follow would deadlock."""
+def run_schedule(model: List, forward_step_func, iterators: List, num_microbatches: int, seq_length: int,
+                 micro_batch_size: int, forward_only: bool) -> List[dict]:
+    """One global batch through megatron's pipeline schedule (train: forward + backward; eval: forward only).
+    Interleaved schedules read one iterator per model chunk; the others read one."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    return get_forward_backward_func()(
+        forward_step_func=forward_step_func, data_iterator=iterators if len(iterators) > 1 else iterators[0],
+        model=model, num_microbatches=num_microbatches, seq_length=seq_length, micro_batch_size=micro_batch_size,
+        decoder_seq_length=seq_length, forward_only=forward_only)
+
+
+def global_metrics(forward_data_store: List[dict], keys) -> dict:
+    """Every report key's global mean (sum / count over micro-batches and DP×CP ranks) on every rank. The
+    reports live on the last pipeline stage only; one of its ranks broadcasts them with a sum all-reduce."""
     import torch
     from megatron.core import parallel_state as ps
 
-    stage_loss = reduce_stage_loss(forward_data_store)          # collective over the DP×CP group of the last stage
-    owner = (stage_loss is not None and ps.get_tensor_model_parallel_rank() == 0
-             and ps.get_data_parallel_rank(with_context_parallel=True) == 0)
-    value = torch.tensor([stage_loss if owner else 0.0], dtype=torch.float64, device=comm_device())
+    keys = tuple(keys)
+    means = [0.0] * len(keys)
+    owner = False
+    if forward_data_store:
+        totals = torch.stack([torch.stack([entry[key] for entry in forward_data_store]).sum(0) for key in keys])
+        torch.distributed.all_reduce(totals, group=ps.get_data_parallel_group(with_context_parallel=True))
+        means = [(total[0] / total[1].clamp(min=1)).item() for total in totals]
+        owner = ps.get_tensor_model_parallel_rank() == 0 and ps.get_data_parallel_rank(with_context_parallel=True) == 0
+    value = torch.tensor([m if owner else 0.0 for m in means], dtype=torch.float64, device=comm_device())
     torch.distributed.all_reduce(value)
-    return float(value.item())
+    return dict(zip(keys, value.tolist()))
 
 
 def optimizer_update(optimizer, scheduler, loss: float) -> Tuple[bool, Optional[float]]:

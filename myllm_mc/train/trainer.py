@@ -1,4 +1,4 @@
-"""The pretraining loop. Everything megatron-core provides is used as is (DDP, optimizer, schedules, scheduler,
+"""The training loop, for any objective (`objective.py`). Everything megatron-core provides is used as is (DDP, optimizer, schedules, scheduler,
 dist_checkpointing); everything cross-cutting is a callback. Read `Trainer.fit` top to bottom: that is the loop.
 """
 
@@ -11,12 +11,15 @@ from typing import Callable, List, Optional
 
 from myllm_mc.config import Config
 
-from . import checkpointing
+from myllm_mc import checkpoint
+
 from .callbacks import CallbackList, Control, StepRecord
 from .faults import NONE as NO_FAULTS
 from .faults import Faults
-from .signals import PREEMPTED_EXIT, PreemptionHandler
-from .step import DataTimer, comm_device, global_loss, make_forward_step, optimizer_update
+from .loop_callbacks import CheckpointCallback, EvaluationCallback, PreemptionCallback
+from .objective import Objective
+from .setup import TrainState
+from .step import DataTimer, comm_device, make_forward_step, optimizer_update, run_schedule
 
 
 @dataclass
@@ -52,14 +55,23 @@ def wrap_ddp(cfg: Config, chunks: List) -> List:
     return model
 
 
+@dataclass
+class ObjectiveData:
+    """The objective's data: a train iterator positioned at `consumed_samples`, and optionally a fresh
+    validation iterator (None: no evaluation)."""
+
+    make_train_iterator: Callable[[int], object]
+    make_valid_iterator: Optional[Callable[[], object]] = None
+
+
 class Trainer:
-    def __init__(self, cfg: Config, model: List, optimizer, scheduler, make_train_iterator: Callable[[int], object],
-                 make_valid_iterator: Optional[Callable[[], object]], callbacks: CallbackList, start_step: int = 0, consumed_samples: int = 0,
-                 faults: Faults = NO_FAULTS, echo=print):
-        self.cfg, self.model, self.optimizer, self.scheduler = cfg, model, optimizer, scheduler
-        self.make_train_iterator, self.make_valid_iterator = make_train_iterator, make_valid_iterator
-        self.callbacks, self.echo = callbacks, echo
-        self.step, self.consumed_samples = start_step, consumed_samples
+    def __init__(self, cfg: Config, state: TrainState, objective: Objective, data: ObjectiveData,
+                 callbacks: CallbackList, faults: Faults = NO_FAULTS, echo=print):
+        self.cfg, self.state, self.objective, self.data = cfg, state, objective, data
+        self.model, self.optimizer, self.scheduler = state.model, state.optimizer, state.scheduler
+        self.make_train_iterator, self.make_valid_iterator = data.make_train_iterator, data.make_valid_iterator
+        self.echo = echo
+        self.step, self.consumed_samples = state.step, state.consumed_samples
         self.faults = faults
         self.async_queue = None
         self._parameters: Optional[int] = None
@@ -67,17 +79,20 @@ class Trainer:
             from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
             self.async_queue = AsyncCallsQueue()
         self.last_checkpoint: Optional[str] = None
-        self.preemption = PreemptionHandler()
+        self.valid_history: List[dict] = []
+        self.loop_seconds = 0.0                 # evaluation, signals and saves inside callbacks: not overhead
         t, p = cfg.training, cfg.parallel
         self.num_microbatches = t.global_batch_size // (t.micro_batch_size * p.data)
+        # the loop's own duties, in order after the user's callbacks: evaluation, preemption, checkpoints
+        loop = [EvaluationCallback(), PreemptionCallback(), CheckpointCallback()]
+        self.callbacks = CallbackList([*callbacks.callbacks, *loop])
 
     # -- the loop ------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         import torch.distributed as dist
 
-        t, c = self.cfg.training, self.cfg.checkpoint
+        t = self.cfg.training
         result = TrainResult(exit_code=0, step=self.step)
-        self.preemption.install()
         self.callbacks.on_train_start(self)
         train_iters = self._train_iterators()
         try:
@@ -87,46 +102,40 @@ class Trainer:
                 result.losses.append(record.loss)
                 control = Control()
                 started = time.perf_counter()
-                self.callbacks.on_step_end(self, record, control)
-                result.callback_seconds += time.perf_counter() - started
+                self.callbacks.on_step_end(self, record, control)   # diagnostics, metrics, eval, signals, saves
+                result.callback_seconds += time.perf_counter() - started - self.loop_seconds
+                self.loop_seconds = 0.0
                 result.step_seconds += record.step_time
-                if self.cfg.training.eval_interval and self.step % self.cfg.training.eval_interval == 0:
-                    result.valid.append(self.evaluate())
-                if self.preemption.should_stop(_all_reduce_max):
-                    control.request_stop(f"received {self.preemption.signal_name}: saved and exiting for requeue",
-                                         exit_code=PREEMPTED_EXIT, save=True)
-                if c.dir and (control.save or (self.step % c.save_interval == 0 and not control.stop)):
-                    self.save()
                 if control.stop:
                     result.exit_code, result.reason = control.exit_code, control.reason
                     self.echo(control.reason)
                     break
             else:
-                if c.dir and self.step % c.save_interval != 0:
-                    self.save()                                        # always leave the final state behind
+                self.callbacks.on_train_complete(self)
             self.finish_pending_saves()
         finally:
-            self.preemption.uninstall()
             self.callbacks.on_train_end(self)
             dist.barrier()
-        result.step, result.last_checkpoint = self.step, self.last_checkpoint
+        result.step, result.last_checkpoint, result.valid = self.step, self.last_checkpoint, self.valid_history
         return result
 
-    def train_step(self, train_iters) -> StepRecord:
-        from megatron.core.pipeline_parallel import get_forward_backward_func
+    def run_schedule(self, iterators: List, forward_only: bool, poison: Optional[Callable[[], bool]] = None):
+        """One global batch of the objective through megatron's schedule; returns its metrics (every rank)."""
+        iterators = self.objective.prepare(self, iterators, forward_only)
+        store = run_schedule(self.model, make_forward_step(self.objective.forward_step, poison), iterators,
+                             self.num_microbatches, self.cfg.model.seq_length, self.cfg.training.micro_batch_size,
+                             forward_only)
+        return self.objective.metrics(store)            # a host sync: the backward has finished here
 
+    def train_step(self, train_iters) -> StepRecord:
         start = time.perf_counter()
         for chunk in self.model:
             chunk.zero_grad_buffer()
         self.optimizer.zero_grad()
         poison_now = (self.step + 1) in self.faults.poison_steps
-        forward_step = make_forward_step(poison=(lambda: poison_now) if self.faults.poison_steps else None)
-        losses = get_forward_backward_func()(
-            forward_step_func=forward_step, data_iterator=train_iters if len(train_iters) > 1 else train_iters[0],
-            model=self.model, num_microbatches=self.num_microbatches, seq_length=self.cfg.model.seq_length,
-            micro_batch_size=self.cfg.training.micro_batch_size, decoder_seq_length=self.cfg.model.seq_length,
-            forward_only=False)
-        loss = global_loss(losses)                       # a host sync: the backward has finished here
+        metrics = self.run_schedule(train_iters, forward_only=False,
+                                    poison=(lambda: poison_now) if self.faults.poison_steps else None)
+        loss = metrics.pop("loss")
         optimizer_start = time.perf_counter()
         applied, grad_norm = optimizer_update(self.optimizer, self.scheduler, loss)
         _synchronize()
@@ -140,33 +149,28 @@ class Trainer:
                           step_time=time.perf_counter() - start, data_time=data_time,
                           consumed_samples=self.consumed_samples, skipped=not applied,
                           optimizer_time=optimizer_time,
-                          extra={"global_batch_size": self.cfg.training.global_batch_size})
+                          extra={"global_batch_size": self.cfg.training.global_batch_size, "metrics": metrics})
 
     def evaluate(self) -> dict:
-        """Mean loss over `training.eval_steps` global batches of the validation split."""
+        """Mean metrics over `training.eval_steps` global batches of the validation split."""
         import torch
-        from megatron.core.pipeline_parallel import get_forward_backward_func
 
         if self.make_valid_iterator is None:
             return {}
         iters = [DataTimer(self.make_valid_iterator()) for _ in self.model]
         for chunk in self.model:
             chunk.eval()
-        losses = []
+        batches = []
         with torch.no_grad():
             for _ in range(self.cfg.training.eval_steps):
-                store = get_forward_backward_func()(
-                    forward_step_func=make_forward_step(),
-                    data_iterator=iters if len(iters) > 1 else iters[0], model=self.model,
-                    num_microbatches=self.num_microbatches, seq_length=self.cfg.model.seq_length,
-                    micro_batch_size=self.cfg.training.micro_batch_size,
-                    decoder_seq_length=self.cfg.model.seq_length, forward_only=True)
-                losses.append(global_loss(store))
+                batches.append(self.run_schedule(iters, forward_only=True))
         for chunk in self.model:
             chunk.train()
-        loss = sum(losses) / len(losses)       # every validation batch has the same token count
-        metrics = {"step": self.step, "loss": loss, "ppl": math.exp(min(loss, 50.0))}
-        self.callbacks.on_eval_end(self, self.step, {"loss": loss, "ppl": metrics["ppl"]})
+        means = {key: sum(b[key] for b in batches) / len(batches) for key in batches[0]}
+        loss = means.pop("loss")               # every pretraining validation batch has the same token count
+        metrics = {"step": self.step, "loss": loss, "ppl": math.exp(min(loss, 50.0)), **means}
+        self.callbacks.on_eval_end(self, self.step, {k: v for k, v in metrics.items() if k != "step"})
+        self.valid_history.append(metrics)
         return metrics
 
     def save(self) -> None:
@@ -177,7 +181,7 @@ class Trainer:
             self._parameters = _count_parameters(self.model)
         meta = {"config": self.cfg.model.name, "tokens_seen": self.consumed_samples * self.cfg.model.seq_length,
                 "parameters": self._parameters}
-        checkpointing.save(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
+        checkpoint.save_training_state(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
                            self.consumed_samples, meta, self.faults, self.async_queue, self._published)
 
     def finish_pending_saves(self, blocking: bool = True) -> None:
@@ -187,9 +191,8 @@ class Trainer:
     def _published(self, step: int, path) -> None:
         import torch.distributed as dist
 
-        from myllm_mc.train import checkpoint_store
         if dist.get_rank() == 0:
-            checkpoint_store.prune(self.cfg.checkpoint.dir, self.cfg.checkpoint.keep_last)
+            checkpoint.prune(self.cfg.checkpoint.dir, self.cfg.checkpoint.keep_last)
         self.last_checkpoint = str(path)
         self.callbacks.on_save(self, step, str(path))
 

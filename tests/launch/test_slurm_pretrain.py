@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from myllm_mc.train import checkpoint_store as store
+from myllm_mc.checkpoint import store
 from tests.launch.launch_helpers import REPO, STEPS, job_log, metrics, numerics, sbatch, tiny_overrides, wait_for
 
 

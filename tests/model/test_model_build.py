@@ -185,7 +185,8 @@ def test_spec_and_backend_choice_on_cpu():
 
 
 def test_load_model_names_a_missing_checkpoint(single_rank, tmp_path):
-    from myllm_mc.model import build_model, load_model
+    from myllm_mc.checkpoint import load_model
+    from myllm_mc.model import build_model
 
     with pytest.raises(FileNotFoundError, match="not a megatron distributed checkpoint"):
         load_model(build_model(single_rank), str(tmp_path / "nowhere"))

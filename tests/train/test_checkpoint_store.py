@@ -3,7 +3,7 @@
 import os
 import signal
 
-from myllm_mc.train import checkpoint_store as store
+from myllm_mc.checkpoint import store
 from myllm_mc.train.signals import PREEMPTED_EXIT, PreemptionHandler
 
 

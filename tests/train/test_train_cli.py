@@ -13,8 +13,8 @@ import pytest
 
 from tests.helpers.processes import run_in_group
 
-from myllm_mc.train import checkpoint_store as store
-from myllm_mc.train.checkpoint_cli import describe
+from myllm_mc.checkpoint import store
+from myllm_mc.checkpoint.cli import describe
 from myllm_mc.train.diagnostics import NONFINITE_EXIT
 from myllm_mc.train.signals import PREEMPTED_EXIT
 

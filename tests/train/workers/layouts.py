@@ -52,7 +52,8 @@ def main():
     init = f"{args.work}/init"
     out = {}
     if args.mode == "reference":
-        from myllm_mc.model import build_model, save_model
+        from myllm_mc.checkpoint import save_model
+        from myllm_mc.model import build_model
         from myllm_mc.parallel.state import destroy, init_distributed
         cfg = load("configs/tiny.yaml", base, world_size=1)
         init_distributed(cfg, seed=cfg.training.seed)

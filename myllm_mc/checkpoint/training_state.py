@@ -3,7 +3,7 @@
 What a checkpoint holds: model chunks (sharded tensors), optimizer (distributed-optimizer shards in the
 `fully_reshardable` layout, so any DP/TP/PP can load it), LR scheduler, RNG states (CPU, CUDA, megatron's
 tracker) per model-parallel rank, step and consumed samples (the data position). The directory protocol
-(temp dir → fsync → rename → `latest`) lives in `checkpoint_store`.
+(temp dir → fsync → rename → `latest`) lives in `store`.
 
 Three fixes to megatron-core 0.16.1's distributed-optimizer *load* with torch's AdamW (no Apex/TE, i.e. every
 CPU run) are applied here, on the optimizer instance, not globally; each was measured (see
@@ -24,7 +24,8 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from . import checkpoint_store as store
+from . import store
+from .weights import sharded_model_state, state_keys
 
 OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
 
@@ -73,8 +74,6 @@ def _unwrapped(model: List) -> List:
 
 
 def _sharded_state(model: List, optimizer, is_loading: bool, with_rng: bool, rng_data=None) -> dict:
-    from myllm_mc.model import sharded_model_state
-
     state = sharded_model_state(_unwrapped(model))
     model_only = dict(state)
     if optimizer is not None:
@@ -171,7 +170,6 @@ def load(path: Path, model: List, optimizer, scheduler, load_optimizer: bool = T
     state["step"] = None
     state["consumed_samples"] = None
     loaded = dist_checkpointing.load(state, str(path))
-    from myllm_mc.model.checkpoint import state_keys
     for key, chunk in zip(state_keys(len(model)), _unwrapped(model)):
         chunk.load_state_dict(loaded[key])
     if optimizer is not None and load_optimizer:
@@ -182,29 +180,3 @@ def load(path: Path, model: List, optimizer, scheduler, load_optimizer: bool = T
     if same_layout:
         _set_rng_state(loaded["rng_state"])
     return {**meta, "rng_restored": same_layout}
-
-
-def resolve_resume(resume: Optional[str], root: Optional[str]) -> Optional[Path]:
-    """`auto` → the newest complete checkpoint under `root` (or None: fresh start); a path → that checkpoint."""
-    if not resume:
-        return None
-    if resume == "auto":
-        return store.find_latest(root) if root else None
-    path = Path(resume)
-    latest = store.find_latest(path) if not store.is_complete(path) else path
-    if latest is None:
-        raise FileNotFoundError(f"checkpoint.resume: {resume} holds no complete checkpoint"
-                                " — fix: point it at a step_NNNNNNN directory, or use auto")
-    return latest
-
-
-def resolve_weights(path: str) -> Path:
-    """For `checkpoint.init_from`: a checkpoint root (its latest), a training checkpoint, or a bare model save."""
-    path = Path(path)
-    if (path / "metadata.json").is_file():           # any megatron distributed checkpoint directory
-        return path
-    latest = store.find_latest(path)
-    if latest is None:
-        raise FileNotFoundError(f"checkpoint.init_from: {path} is not a distributed checkpoint and holds none"
-                                " — fix: point it at a step_NNNNNNN directory, a checkpoint root, or a model save")
-    return latest

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import checkpoint_store as store
+from . import store
 
 
 def describe(path: Path) -> dict:

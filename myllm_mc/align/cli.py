@@ -1,0 +1,78 @@
+"""`myllm finetune sft|dpo CONFIG [--set k=v ...] [--nproc-per-node N] [--resume auto|PATH] [--strict]`.
+
+Starts from `checkpoint.init_from` (a pretrained checkpoint at any layout). Like `myllm train`: under a launcher it
+joins the process group; with `--nproc-per-node N` it starts torchrun itself after validating the config for N
+processes. Exit codes as for `myllm train` (0, 2 bad config, 3 non-finite, 75 preempted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+from myllm_mc.config import ConfigError, load
+from myllm_mc.config.cli import add_config_arguments
+from myllm_mc.parallel.launch import launcher_world_size
+
+EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="myllm finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("method", choices=["sft", "dpo"])
+    add_config_arguments(parser)
+    parser.add_argument("--nproc-per-node", type=int, default=None,
+                        help="start this many local processes with torchrun (ignored under a launcher)")
+    parser.add_argument("--resume", default=None, help="auto (latest under checkpoint.dir) or a checkpoint path")
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad chat record")
+    return parser
+
+
+def _check(cfg, method: str) -> None:
+    from .sft import check_align_layout
+    check_align_layout(cfg)
+    if method == "dpo" and not (cfg.align.reference or cfg.checkpoint.init_from):
+        raise ConfigError("dpo needs a reference model — fix: set checkpoint.init_from (or align.reference)")
+    if not cfg.checkpoint.init_from and not cfg.checkpoint.resume:
+        print("warning: checkpoint.init_from is not set: fine-tuning a randomly initialised model", file=sys.stderr)
+
+
+def main(argv) -> int:
+    args = _parser().parse_args(argv)
+    overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else [])
+    overrides += ["align.strict=true"] if args.strict else []
+    launched = launcher_world_size()
+    world = launched or args.world_size or (args.nproc_per_node or 1)
+    try:
+        cfg = load(args.config, overrides, world_size=world)
+        _check(cfg, args.method)
+    except ConfigError as err:
+        print(f"myllm finetune: {err}", file=sys.stderr)
+        return 2
+    if launched is None and args.nproc_per_node and args.nproc_per_node > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc-per-node={args.nproc_per_node}", "-m", "myllm_mc.cli", "finetune", args.method,
+                   args.config] + (["--set", *overrides] if overrides else [])
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code")})
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)))
+            code = subprocess.call(command, env=env)
+            if code != 0 and os.path.exists(env[EXIT_FILE_ENV]):
+                code = int(open(env[EXIT_FILE_ENV]).read())
+            return code
+    from myllm_mc.parallel.state import destroy
+
+    from .dpo import run_dpo
+    from .sft import run_sft
+    try:
+        code = (run_sft if args.method == "sft" else run_dpo)(cfg).exit_code
+    finally:
+        destroy()
+    if os.environ.get(EXIT_FILE_ENV) and code != 0:
+        with open(os.environ[EXIT_FILE_ENV], "w") as f:
+            f.write(str(code))
+    return code

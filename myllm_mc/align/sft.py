@@ -1,0 +1,131 @@
+"""Supervised fine-tuning: next-token loss on assistant tokens only, as an objective of the shared engine.
+
+Loss convention: like pretraining, the mean cross-entropy over every *counted* token of the global batch
+(megatron's `calculate_per_token_loss`): here the counted tokens are the assistant replies and their
+<|im_end|>. A conversation with a long reply therefore weighs more than one with a short reply, and DP2, TP2,
+PP2 and DP1 with accumulation give the same loss (tested to 1e-4).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import List, Optional
+
+from myllm_mc.config import Config, ConfigError
+from myllm_mc.train.objective import Objective
+
+from .chat_data import read_conversations
+from .packing import SequenceDataset, block_causal_mask, pack
+
+
+class SFTObjective(Objective):
+    name = "sft"
+    loss_key = "lm loss"
+    from_scratch = False
+
+    def __init__(self, packing: bool):
+        self.packing = packing
+
+    def forward_step(self, data_iterator, model):
+        from myllm_mc.model import lm_loss
+
+        batch = next(data_iterator)
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        mask = block_causal_mask(batch["segment_ids"]) if self.packing else None
+        output = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"])
+        return output, partial(lm_loss, batch["loss_mask"])
+
+
+def check_align_layout(cfg: Config) -> None:
+    """What fine-tuning cannot do yet, refused before any work (one line each)."""
+    from myllm_mc.parallel.hardware import resolve_spec
+    if cfg.parallel.context > 1:
+        raise ConfigError("parallel.context > 1: fine-tuning sequences carry a block-diagonal mask that context"
+                          " parallelism does not split — fix: set parallel.context=1 (chat sequences are short)")
+    if cfg.align.packing and resolve_spec(cfg.model) == "te":
+        raise ConfigError("align.packing=true with the Transformer Engine spec: TE's fused attention takes no"
+                          " block-diagonal mask here — fix: set align.packing=false (or model.spec=local)")
+    if not cfg.align.train:
+        raise ConfigError("align.train is empty — fix: list chat JSONL files, e.g. data/tasks/sft/arithmetic.train.jsonl")
+
+
+def steps_and_epochs(cfg: Config, sequences_per_epoch: int) -> tuple[int, int]:
+    """(training steps, epochs of data to build): align.epochs decides the steps when set."""
+    gbs = cfg.training.global_batch_size
+    steps = math.ceil(cfg.align.epochs * sequences_per_epoch / gbs) if cfg.align.epochs else cfg.training.steps
+    return steps, max(1, math.ceil(steps * gbs / max(sequences_per_epoch, 1))) + 1
+
+
+def build_sft_data(cfg: Config, tokenizer, echo=print):
+    """(config with training.steps set, train arrays, valid arrays or None). Deterministic: every rank builds it."""
+    import dataclasses
+
+    a, seq = cfg.align, cfg.model.seq_length
+    conversations, stats = read_conversations(a.train, tokenizer, a.strict, a.max_records)
+    stats.truncated = sum(len(c.ids) > seq + 1 for c in conversations)
+    echo(stats.summary("sft train"))
+    if not conversations:
+        raise SystemExit(f"align.train: no usable chat record in {', '.join(a.train)} — fix: check the files")
+    one_epoch = len(pack(conversations, seq, tokenizer.pad, a.packing, cfg.training.seed)["tokens"])
+    steps, epochs = steps_and_epochs(cfg, one_epoch)
+    cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps=steps))
+    train = pack(conversations, seq, tokenizer.pad, a.packing, cfg.training.seed, epochs)
+    tokens = sum(len(c.ids) - 1 for c in conversations)
+    echo(f"sft: {len(conversations):,} conversations, {tokens:,} tokens, {one_epoch:,} sequences of {seq} per epoch"
+         f" ({'packed' if a.packing else 'padded'}, {100 * tokens / (one_epoch * seq):.0f}% real tokens);"
+         f" {steps} steps = {steps * cfg.training.global_batch_size / one_epoch:.2f} epochs")
+    valid = None
+    if a.valid:
+        held_out, vstats = read_conversations(a.valid, tokenizer, a.strict)
+        echo(vstats.summary("sft valid"))
+        if held_out:
+            valid = pack(held_out, seq, tokenizer.pad, a.packing, cfg.training.seed + 1, epochs=1)
+            need = cfg.training.eval_steps * cfg.training.global_batch_size
+            if len(valid["tokens"]) < need:                 # repeat the held-out set to fill the eval batches
+                reps = -(-need // len(valid["tokens"]))
+                valid = {k: __import__("numpy").concatenate([v] * reps) for k, v in valid.items()}
+    return cfg, train, valid
+
+
+def sequence_data(train, valid):
+    """`make_data` for run_objective: DP-sharded iterators over packed sequences, resumable by position."""
+    def make(cfg: Config, state):
+        import torch
+        from megatron.core import parallel_state as ps
+
+        from myllm_mc.data.datasets import ResumableBatchSampler
+        from myllm_mc.train.trainer import ObjectiveData
+
+        rank, size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+        mbs = cfg.training.micro_batch_size
+
+        def loader(arrays, consumed):
+            dataset = SequenceDataset(arrays)
+            return iter(torch.utils.data.DataLoader(
+                dataset, batch_sampler=ResumableBatchSampler(len(dataset), consumed, mbs, rank, size)))
+
+        return ObjectiveData(lambda consumed: loader(train, consumed),
+                             (lambda: loader(valid, 0)) if valid is not None else None)
+    return make
+
+
+def run_sft(cfg: Config, faults=None, extra_callbacks=()):
+    """`myllm finetune sft`: data → shared state set-up (init_from at any layout, resume) → SFT objective."""
+    import torch.distributed as dist  # noqa: F401  (run_objective initialises it)
+
+    from myllm_mc.data.tokenizer import Tokenizer
+    from myllm_mc.train.faults import NONE
+    from myllm_mc.train.run import run_objective
+
+    check_align_layout(cfg)
+    echo = print if _is_first_rank() else (lambda message: None)
+    cfg, train, valid = build_sft_data(cfg, Tokenizer(cfg.data.tokenizer), echo)
+    return run_objective(cfg, SFTObjective(cfg.align.packing), sequence_data(train, valid),
+                         faults or NONE, extra_callbacks)
+
+
+def _is_first_rank() -> bool:
+    from myllm_mc.parallel.launch import launcher_rank
+    return launcher_rank() == 0

@@ -1,0 +1,81 @@
+"""Training state set-up shared by every stage that trains (pretraining, SFT, DPO, GRPO): process groups →
+model (fresh, `checkpoint.init_from`, or resumed) → mixed precision → DDP → optimizer → scheduler → resume.
+Mirrors Megatron-LM's `setup_model_and_optimizer`; the objective's data comes after, from the caller.
+
+`build_frozen_model` is the other reusable piece: a reference model in the same layout (no DDP, no gradients,
+no optimizer state) for DPO and GRPO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from myllm_mc.config import Config
+
+
+@dataclass
+class TrainState:
+    runtime: object                 # myllm_mc.parallel.state.Runtime
+    model: List                     # DDP-wrapped chunks
+    optimizer: object
+    scheduler: object
+    step: int = 0
+    consumed_samples: int = 0
+    resumed_from: Optional[Path] = None
+
+
+def mixed_precision(cfg: Config, chunks):
+    """bf16/fp8: megatron's Float16Module casts inputs and keeps the loss in fp32, as Megatron-LM does."""
+    if cfg.model.precision == "fp32":
+        return chunks
+    from megatron.core.transformer.module import Float16Module
+    return [Float16Module(chunk.config, chunk) for chunk in chunks]
+
+
+def setup_state(cfg: Config, echo=print, runtime=None) -> TrainState:
+    """Initialise distributed state and everything the optimizer step needs. Collective; the caller ends it with
+    `myllm_mc.parallel.state.destroy(process_group=False)`."""
+    from myllm_mc import checkpoint
+    from myllm_mc.model import build_model
+    from myllm_mc.parallel.state import init_distributed
+
+    from .optimizer import build_optimizer, build_scheduler
+    from .trainer import wrap_ddp
+
+    if runtime is None:
+        runtime = init_distributed(cfg, seed=cfg.training.seed)
+    resume_from = checkpoint.resolve_resume(cfg.checkpoint.resume, cfg.checkpoint.dir)
+    chunks = build_model(cfg)
+    if resume_from is None and cfg.checkpoint.init_from:
+        checkpoint.load_model(chunks, str(checkpoint.resolve_weights(cfg.checkpoint.init_from)))
+        echo(f"initialised weights from {cfg.checkpoint.init_from}")
+    model = wrap_ddp(cfg, mixed_precision(cfg, chunks))
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer)
+    state = TrainState(runtime, model, optimizer, scheduler, resumed_from=resume_from)
+    if resume_from is not None:
+        meta = checkpoint.load_training_state(resume_from, model, optimizer, scheduler)
+        state.step, state.consumed_samples = meta["step"], meta["consumed_samples"]
+        echo(f"resumed from {resume_from} at step {state.step} ({state.consumed_samples} samples consumed"
+             f"{'' if meta['rng_restored'] else '; new layout, RNG states re-seeded'})")
+    return state
+
+
+def build_frozen_model(cfg: Config, weights: Optional[str]) -> List:
+    """A frozen copy of the model in the current layout (after `setup_state`): loaded from `weights` (any layout,
+    via `checkpoint.resolve_weights`), in eval mode, `requires_grad=False`, never wrapped in DDP nor given to an
+    optimizer. megatron's schedules call `.set_input_tensor` on chunks, which GPTModel has itself."""
+    from myllm_mc import checkpoint
+    from myllm_mc.model import build_model
+
+    chunks = build_model(cfg)
+    if weights:
+        checkpoint.load_model(chunks, str(checkpoint.resolve_weights(weights)))
+    chunks = mixed_precision(cfg, chunks)
+    for chunk in chunks:
+        chunk.eval()
+        for param in chunk.parameters():
+            param.requires_grad_(False)
+    return chunks
