@@ -63,7 +63,7 @@ def main() -> int:
     from myllm_mc.infer.quant_report import heldout_windows
     from myllm_mc.infer.shipped_model import SYSTEM_PROMPT, shipped_gguf
     from myllm_mc.infer.weights import build_single, logits, single_process
-    from myllm_mc.model import load_model
+    from myllm_mc.checkpoint import load_model
 
     step("1. import the shipped GGUF (dequantize Q4_1 → fp32, undo llama.cpp's q/k permutation, rebuild tokenizer)")
     if not (out / "config.yaml").is_file():

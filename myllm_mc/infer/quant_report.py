@@ -75,7 +75,7 @@ def quant_report(cfg, checkpoint: str, fmts: Sequence[str], windows: int = 4, le
     from llama_cpp import Llama
 
     from myllm_mc.data.tokenizer import Tokenizer
-    from myllm_mc.model import load_model
+    from myllm_mc.checkpoint import load_model
 
     from .gguf_export import export_gguf
     from .weights import build_single, logits, single_process

@@ -54,8 +54,8 @@ def build_single(cfg: Config):
 def load_full_state(cfg: Config, checkpoint: str) -> Dict[str, torch.Tensor]:
     """Every weight of the checkpoint (any layout: a training step dir, a checkpoint root, or a model save) as
     whole fp32 tensors keyed by the TP=1 GPTModel's names."""
-    from myllm_mc.model import load_model
-    from myllm_mc.train.checkpointing import resolve_weights
+    from myllm_mc.checkpoint import load_model
+    from myllm_mc.checkpoint import resolve_weights
 
     try:
         path = resolve_weights(checkpoint)
@@ -76,7 +76,7 @@ def load_full_state(cfg: Config, checkpoint: str) -> Dict[str, torch.Tensor]:
 def save_full_state(cfg: Config, state: Dict[str, torch.Tensor], directory: str | Path):
     """Build the model of `cfg` at TP=1/PP=1, fill it with `state` (every weight must be there) and write a megatron
     distributed checkpoint that any layout loads. Returns the filled model (for parity checks)."""
-    from myllm_mc.model import save_model
+    from myllm_mc.checkpoint import save_model
 
     model = build_single(single_process(cfg))
     own = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}

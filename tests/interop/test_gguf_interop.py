@@ -1,6 +1,6 @@
 """GGUF export/import proved against llama.cpp (llama-cpp-python) and against our own fp32 model.
 
-Bounds for the quantized types, on the session's trained tiny model (tests/infer/conftest.py), over the
+Bounds for the quantized types, on the session's trained tiny model (tests/interop/conftest.py), over the
 greedy-free comparison of every position of a 120-token corpus passage:
   Q8_0: top-1 agreement with our fp32 ≥ 95 %, perplexity within 1 % of ours;
   Q4_0: top-1 agreement ≥ 75 %, perplexity within 10 %  (measured figures: docs/interop.md).
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from infer_helpers import PROMPTS, corpus_texts, greedy, load, log_perplexity, needs_llama_cpp, prompt_logits
+from interop_helpers import PROMPTS, corpus_texts, greedy, load, log_perplexity, needs_llama_cpp, prompt_logits
 
 NEW_TOKENS = 32
 QUANT_BOUNDS = {"q8_0": (0.95, 0.01), "q4_0": (0.75, 0.10)}   # (min top-1 agreement, max relative ppl change)
@@ -34,7 +34,7 @@ def exported(interop_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def ours(interop_model):
     from myllm_mc.infer.weights import build_single, single_process
-    from myllm_mc.model import load_model
+    from myllm_mc.checkpoint import load_model
 
     model = build_single(single_process(interop_model["cfg"]))
     load_model([model], str(interop_model["checkpoint"]))
@@ -60,7 +60,7 @@ def test_gguf_import_reproduces_our_logits(exported, interop_model, ours, tmp_pa
     from myllm_mc.config import load
     from myllm_mc.infer.gguf_import import import_gguf
     from myllm_mc.infer.weights import build_single, logits, single_process
-    from myllm_mc.model import load_model
+    from myllm_mc.checkpoint import load_model
 
     tok = interop_model["tokenizer"]
     limits = {"f32": 1e-5, "f16": 5e-2}

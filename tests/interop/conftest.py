@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from infer_helpers import MODEL, REPO, STEPS, corpus_texts
+from interop_helpers import MODEL, REPO, STEPS, corpus_texts
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,7 @@ def interop_model(tmp_path_factory):
     from myllm_mc.data.tokenizer import Tokenizer
     from myllm_mc.data.tokenizer_training import train_tokenizer
     from myllm_mc.infer.weights import build_single, single_process
-    from myllm_mc.model import save_model
+    from myllm_mc.checkpoint import save_model
 
     root = tmp_path_factory.mktemp("interop")
     texts = corpus_texts(400)

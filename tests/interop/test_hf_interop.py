@@ -1,6 +1,6 @@
 """HF safetensors export/import proved against transformers' own LlamaForCausalLM (fp32).
 
-The model is the session's trained tiny model (tests/infer/conftest.py); checkpoints at TP=2 and PP=2 are the
+The model is the session's trained tiny model (tests/interop/conftest.py); checkpoints at TP=2 and PP=2 are the
 same weights re-saved by a 2-process torchrun launch, so an export from any layout must give the same HF model.
 """
 
@@ -13,14 +13,14 @@ import torch
 
 from tests.helpers.torchrun import run_torchrun
 
-from infer_helpers import PROMPTS
+from interop_helpers import PROMPTS
 
 NEW_TOKENS = 16
 
 
 def _ours(interop_model, checkpoint):
     from myllm_mc.infer.weights import build_single, single_process
-    from myllm_mc.model import load_model
+    from myllm_mc.checkpoint import load_model
 
     model = build_single(single_process(interop_model["cfg"]))
     load_model([model], str(checkpoint))
@@ -41,7 +41,7 @@ def layouts(interop_model):
     """{"tp1": dir, "tp2": dir, "pp2": dir}: one model, three layouts on disk."""
     root = interop_model["root"]
     if not (root / "pp2").exists():
-        results = run_torchrun("tests/infer/workers/reshard.py", nproc=2,
+        results = run_torchrun("tests/interop/workers/reshard.py", nproc=2,
                                args=[str(interop_model["config_path"]), str(interop_model["checkpoint"]), str(root)])
         # TP=2 really split the weights: rank 0's fused qkv holds half of the rows
         assert results[0]["shapes"]["tp2"]["decoder.layers.0.self_attention.linear_qkv.weight"] == [128, 128]

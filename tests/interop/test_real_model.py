@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from infer_helpers import HAVE_LLAMA_CPP, corpus_texts
+from interop_helpers import HAVE_LLAMA_CPP, corpus_texts
 
 try:
     from myllm_mc.infer.shipped_model import shipped_gguf
@@ -31,7 +31,7 @@ def smollm(tmp_path_factory):
     from myllm_mc.data.tokenizer import Tokenizer
     from myllm_mc.infer.gguf_import import import_gguf
     from myllm_mc.infer.weights import build_single, single_process
-    from myllm_mc.model import load_model
+    from myllm_mc.checkpoint import load_model
 
     out = tmp_path_factory.mktemp("smollm") / "imported"
     result = import_gguf(GGUF, out)
