@@ -38,21 +38,26 @@ class EncodedBatch:
     nbytes: int
     bad: List[tuple] = field(default_factory=list)      # (reason, file:number)
     surrogates_replaced: int = 0                        # documents whose lone surrogates became U+FFFD
+    learned_tokens: int = 0                             # chat mode: tokens with loss mask 1
 
 
 # --- worker side --------------------------------------------------------------------------------------------
 _WORKER: dict = {}
 
 
-def _init_worker(tokenizer_path: str, keys: Sequence[str], append_eod: bool, dtype) -> None:
+def _init_worker(tokenizer_path: str, keys: Sequence[str], append_eod: bool, dtype, chat: bool = False) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"      # one core per worker; --workers sets the parallelism
     signal.signal(signal.SIGINT, signal.SIG_IGN)         # the main process handles Ctrl-C and cleans up
-    _WORKER.update(tokenizer=Tokenizer(tokenizer_path), keys=list(keys), append_eod=append_eod, dtype=dtype)
+    _WORKER.update(tokenizer=Tokenizer(tokenizer_path), keys=list(keys), append_eod=append_eod, dtype=dtype,
+                   chat=chat)
 
 
 def encode_raw_batch(batch: RawBatch) -> EncodedBatch:
     """Parse, validate and tokenize one batch (runs in a worker)."""
     tok: Tokenizer = _WORKER["tokenizer"]
+    if _WORKER["chat"]:
+        from .chat import encode_chat_batch
+        return encode_chat_batch(batch, tok, _WORKER["keys"][0], _WORKER["append_eod"], _WORKER["dtype"])
     keys, dtype = _WORKER["keys"], _WORKER["dtype"]
     per_key: Dict[str, List[str]] = {k: [] for k in keys}
     bad, surrogates = [], 0
@@ -90,12 +95,16 @@ class PreprocessResult:
     surrogates_replaced: int
     dtype: str
     workers: int
+    learned_tokens: int | None = None        # chat mode: tokens with loss mask 1
 
     def summary(self) -> str:
         seconds = max(self.seconds, 1e-9)
         surrogate = (f"; {self.surrogates_replaced:,} documents had lone surrogates replaced by U+FFFD"
                      if self.surrogates_replaced else "")
-        return (f"preprocess: {self.documents:,} documents, {self.tokens:,} tokens ({self.dtype}), "
+        learned = ("" if self.learned_tokens is None else f" of which {self.learned_tokens:,} "
+                   f"({self.learned_tokens / max(self.tokens, 1):.1%}) carry loss")
+        what = "conversations" if self.learned_tokens is not None else "documents"
+        return (f"preprocess: {self.documents:,} {what}, {self.tokens:,} tokens ({self.dtype}){learned}, "
                 f"{self.nbytes / 1e6:,.1f} MB in {self.seconds:.1f} s — {self.documents / seconds:,.0f} docs/s, "
                 f"{self.tokens / seconds:,.0f} tokens/s on {self.workers} workers; {self.skips.describe()}{surrogate}; "
                 f"wrote {', '.join(p + '.{bin,idx}' for p in self.outputs)}")
@@ -111,23 +120,28 @@ def _raise_interrupted(signum, frame):
 
 def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, keys: Sequence[str] = ("text",),
                workers: int = 1, append_eod: bool = True, strict: bool = False, progress: bool = True,
-               batch_records: int = 1024, pool=None) -> PreprocessResult:
+               batch_records: int = 1024, pool=None, chat: bool = False) -> PreprocessResult:
     """Tokenize `files` (in order) into `<output_prefix>_<key>_document.{bin,idx}`; returns counts and throughput.
 
     workers=0 tokenizes in this process (no pool). `pool` may be a pool made earlier by `make_pool` (MPI mode
-    forks it before MPI starts).
+    forks it before MPI starts). chat=True: `keys` is the one key holding each record's messages; writes
+    `<output_prefix>_text_document` and `<output_prefix>_loss_mask_document` (myllm_mc.data.chat).
     """
     tokenizer = Tokenizer(tokenizer_path)
     dtype = smallest_dtype(tokenizer.vocab_size)
+    outputs_keys = output_keys(keys, chat)
     own_pool = pool is None and workers > 0
     if own_pool:
-        pool = make_pool(tokenizer_path, keys, append_eod, dtype, workers)
+        pool = make_pool(tokenizer_path, keys, append_eod, dtype, workers, chat)
     elif workers == 0:
-        _init_worker(str(tokenizer.path), keys, append_eod, dtype)
+        _init_worker(str(tokenizer.path), keys, append_eod, dtype, chat)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupted)
     writers = {}
     skips = SkipLog()
+    if chat:                       # chat reasons print after the readers' ones, in a fixed order
+        from .chat import CHAT_REASONS
+        skips.counts.update({reason: 0 for reason in CHAT_REASONS})
     surrogates = 0
     in_flight = threading.Semaphore(4 * max(workers, 1) + 2)   # back-pressure: never read far ahead
     stop_reading = threading.Event()
@@ -137,20 +151,24 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
         with Throughput("preprocess", progress) as meter:
             # workers start tokenizing now; importing megatron-core for the writers (seconds) overlaps with it
             results = pool.imap(encode_raw_batch, batches, chunksize=1) if pool else map(encode_raw_batch, batches)
-            writers = {k: AtomicIndexedWriter(output_prefix_for(output_prefix, k), dtype) for k in keys}
+            writers = {k: AtomicIndexedWriter(output_prefix_for(output_prefix, k), np.uint8 if chat and k == "loss_mask"
+                                              else dtype) for k in outputs_keys}
+            learned = 0
             for result in results:
                 in_flight.release()
                 for reason, where in result.bad:
                     skips.add(reason, where)
                 if strict and result.bad:
                     raise skips.strict_error()
-                for key in keys:
+                for key in outputs_keys:
                     writers[key].add_documents(result.tokens[key], result.lengths[key])
                 surrogates += result.surrogates_replaced
-                meter.update(result.documents, sum(int(result.lengths[k].sum()) for k in keys), result.nbytes)
-            outputs = [writers[k].commit() for k in keys]
+                learned += result.learned_tokens
+                counted = outputs_keys[:1] if chat else outputs_keys      # the mask is not more tokens
+                meter.update(result.documents, sum(int(result.lengths[k].sum()) for k in counted), result.nbytes)
+            outputs = [writers[k].commit() for k in outputs_keys]
         return PreprocessResult(outputs, meter.documents, meter.tokens, meter.bytes, meter.elapsed, skips,
-                                surrogates, np.dtype(dtype).name, max(workers, 1))
+                                surrogates, np.dtype(dtype).name, max(workers, 1), learned if chat else None)
     except BaseException:
         stop_reading.set()                 # unblock the pool's feeder thread so terminate() can join it
         for _ in range(4 * max(workers, 1) + 2):
@@ -177,8 +195,16 @@ def _bounded(batches, semaphore, stop):
         yield batch
 
 
-def make_pool(tokenizer_path: str, keys: Sequence[str], append_eod: bool, dtype, workers: int):
+def output_keys(keys: Sequence[str], chat: bool = False) -> tuple:
+    """The datasets a run writes: one per key, or tokens + loss mask for chat."""
+    if chat:
+        from .chat import CHAT_OUTPUT_KEYS
+        return CHAT_OUTPUT_KEYS
+    return tuple(keys)
+
+
+def make_pool(tokenizer_path: str, keys: Sequence[str], append_eod: bool, dtype, workers: int, chat: bool = False):
     """Worker processes (fork: no re-import; made before megatron-core or MPI start any threads)."""
     context = multiprocessing.get_context("fork")
     return context.Pool(workers, initializer=_init_worker, initargs=(str(tokenizer_path), list(keys), append_eod,
-                                                                     dtype))
+                                                                     dtype, chat))

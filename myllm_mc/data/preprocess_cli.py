@@ -27,7 +27,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer-type", default="HuggingFaceTokenizer", choices=["HuggingFaceTokenizer"],
                         help="accepted for Megatron-LM familiarity; tokenizer.json is always read with HF tokenizers")
     parser.add_argument("--config", default=None, help="YAML config to take data.tokenizer from")
-    parser.add_argument("--json-keys", nargs="+", default=["text"], help="keys to tokenize; one dataset each")
+    parser.add_argument("--json-keys", nargs="+", default=None, help="keys to tokenize; one dataset each "
+                        "(default text; with --chat: the one key holding the messages, default messages)")
+    parser.add_argument("--chat", action="store_true", help="records are conversations {\"messages\": [{\"role\", "
+                        "\"content\"}, ...]}: render each with the ChatML template and write "
+                        "<prefix>_text_document and <prefix>_loss_mask_document (1 on assistant replies)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="tokenizing processes "
                         "(0: tokenize in the main process)")
     parser.add_argument("--append-eod", action=argparse.BooleanOptionalAction, default=True,
@@ -64,6 +68,11 @@ def run(argv, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     from .tokenizer import TokenizerError
     try:
+        if args.json_keys is None:
+            args.json_keys = ["messages"] if args.chat else ["text"]
+        elif args.chat and len(args.json_keys) != 1:
+            raise InputError(f"--chat takes one --json-keys (the key holding the messages), got "
+                             f"{' '.join(args.json_keys)} — fix: pass one key or none (default messages)")
         files = expand_inputs(args.input)
         tokenizer = _tokenizer_path(args, prog)
         if args.workers < 0:
@@ -72,7 +81,7 @@ def run(argv, prog: str) -> int:
             return _run_mpi(args, files, tokenizer, prog)
         from .preprocess import preprocess
         result = preprocess(files, args.output_prefix, tokenizer, args.json_keys, args.workers, args.append_eod,
-                            args.strict, args.progress)
+                            args.strict, args.progress, chat=args.chat)
     except (InputError, TokenizerError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
@@ -89,7 +98,8 @@ def _run_mpi(args, files: List[Path], tokenizer: str, prog: str) -> int:
     from .tokenizer import Tokenizer
 
     dtype = smallest_dtype(Tokenizer(tokenizer).vocab_size)
-    pool = make_pool(tokenizer, args.json_keys, args.append_eod, dtype, args.workers) if args.workers > 0 else None
+    pool = (make_pool(tokenizer, args.json_keys, args.append_eod, dtype, args.workers, args.chat)
+            if args.workers > 0 else None)
     from mpi4py import MPI   # after the fork: MPI must not be initialised in a process that forks
 
     comm = MPI.COMM_WORLD
@@ -99,7 +109,7 @@ def _run_mpi(args, files: List[Path], tokenizer: str, prog: str) -> int:
     error = result = None
     try:
         result = preprocess(mine, shard_prefix, tokenizer, args.json_keys, args.workers, args.append_eod,
-                            args.strict, args.progress and rank == 0, pool=pool)
+                            args.strict, args.progress and rank == 0, pool=pool, chat=args.chat)
     except (InputError, Exception) as err:   # every rank must reach the gather, or rank 0 waits forever
         error = f"rank {rank}: {err}"
     finally:
@@ -122,13 +132,13 @@ def _run_mpi(args, files: List[Path], tokenizer: str, prog: str) -> int:
 def _merge_shards(args, results, size: int, prog: str) -> int:
     from .indexed_output import pair_paths
     from .merge import merge_datasets
-    from .preprocess import output_prefix_for
+    from .preprocess import output_keys, output_prefix_for
 
     skips = SkipLog()
     for r in results:
         skips.merge(r.skips.counts, r.skips.examples)
     outputs = []
-    for key in args.json_keys:
+    for key in output_keys(args.json_keys, args.chat):
         shards = [output_prefix_for(f"{args.output_prefix}.shard{rank:05d}-of-{size:05d}", key)
                   for rank in range(size)]
         outputs.append(merge_datasets(shards, output_prefix_for(args.output_prefix, key)).prefix)

@@ -127,6 +127,10 @@ class Tokenizer:
 
         Each message renders as `<|im_start|>ROLE\\nCONTENT<|im_end|>\\n`; the role names are ordinary text.
         With add_generation_prompt the ids end with `<|im_start|>assistant\\n`, ready for generation.
+        `ROLE\\nCONTENT` is tokenized as one string, exactly as a tokenizer applying the chat template
+        (myllm_mc.data.chat_template, transformers, llama.cpp) does; a token that straddles the newline and
+        the reply (a reply starting with spaces) counts as the reply's. Control-token strings inside CONTENT
+        stay ordinary text.
         """
         ids, mask = [], []
         newline = self.encode("\n")
@@ -135,15 +139,15 @@ class Tokenizer:
             if role not in CHAT_ROLES or not isinstance(content, str):
                 raise ValueError(f"message {n}: expected role in {CHAT_ROLES} and string content, got "
                                  f"role={role!r} — fix: use {{'role': 'user', 'content': '...'}}")
-            head = [self.im_start] + self.encode(role) + newline
-            body = self.encode(content) + [self.im_end]
+            encoding = self._tok.encode(self._checked(f"{role}\n{content}", "strict"), add_special_tokens=False)
             learn = 1 if role == "assistant" else 0
-            ids += head + body + newline
-            mask += [0] * len(head) + [learn] * len(body) + [0] * len(newline)
+            reply_start = len(role) + 1
+            ids += [self.im_start] + encoding.ids + [self.im_end] + newline
+            mask += ([0] + [learn if end > reply_start else 0 for _, end in encoding.offsets] + [learn]
+                     + [0] * len(newline))
         if add_generation_prompt:
-            head = [self.im_start] + self.encode("assistant") + newline
-            ids += head
-            mask += [0] * len(head)
+            ids += [self.im_start] + self.encode("assistant\n")
+            mask += [0] * (len(ids) - len(mask))
         return ids, mask
 
     def __repr__(self) -> str:

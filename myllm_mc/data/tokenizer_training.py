@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, List, Sequence
 
+from .chat_template import CHAT_TEMPLATE
 from .readers import SkipLog, iter_documents
 from .tokenizer import EOD, IM_END, IM_START, PAD, SPECIAL_TOKENS, Tokenizer
 
@@ -80,7 +81,8 @@ def train_tokenizer(files: Sequence[Path], vocab_size: int, output_dir: str | Pa
     # lets transformers' AutoTokenizer (and Megatron-LM's HuggingFaceTokenizer) load the same file
     (out / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": EOD, "bos_token": EOD, "pad_token": PAD,
-        "additional_special_tokens": [IM_START, IM_END], "model_max_length": 1 << 30}, indent=2) + "\n")
+        "additional_special_tokens": [IM_START, IM_END], "model_max_length": 1 << 30,
+        "chat_template": CHAT_TEMPLATE}, indent=2) + "\n")
 
     tok = Tokenizer(out / "tokenizer.json")
     heldout_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in heldout)
