@@ -1,9 +1,9 @@
 """The tokenizer files that travel with a converted model: tokenizer.json, its special tokens and chat template.
 
 A tokenizer directory here is tokenizer.json plus (optionally) tokenizer_config.json, the file transformers'
-AutoTokenizer reads for special tokens and `chat_template`. Ours (tools/train_tokenizer.py) carries no template:
-MyLLM's chat format is ChatML as `Tokenizer.encode_chat` builds it, and DEFAULT_CHAT_TEMPLATE renders exactly
-that text. An imported model keeps its own template (e.g. SmolLM's, which adds a default system prompt).
+AutoTokenizer reads for special tokens and `chat_template`. Without one, MyLLM's ChatML template
+(myllm_mc.data.chat_template, what `Tokenizer.encode_chat` builds) is written. An imported model keeps its own
+template (e.g. SmolLM's, which adds a default system prompt).
 """
 
 from __future__ import annotations
@@ -14,15 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from myllm_mc.data.chat_template import CHAT_TEMPLATE
 from myllm_mc.data.tokenizer import EOD, IM_END, PAD
 
-# renders `Tokenizer.encode_chat(messages, add_generation_prompt)` as text, token for token
-DEFAULT_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+DEFAULT_CHAT_TEMPLATE = CHAT_TEMPLATE     # MyLLM's ChatML (myllm_mc.data.chat_template), as encode_chat builds it
 
 
 @dataclass(frozen=True)
