@@ -51,10 +51,45 @@ def build_single(cfg: Config):
     return build_model(cfg)[0]
 
 
+# Transformer Engine's layer spec fuses each pre-norm into the linear that follows it: the same weights stored
+# under other names. A checkpoint trained on GPUs (TE spec) is read into the local spec through this renaming.
+TE_NORM_NAMES = {"input_layernorm.weight": "self_attention.linear_qkv.layer_norm_weight",
+                 "pre_mlp_layernorm.weight": "mlp.linear_fc1.layer_norm_weight"}
+
+
+def load_weights(model, path) -> None:
+    """Fill a TP=1/PP=1 local-spec model from a checkpoint of any layout, written with the local or the TE spec.
+
+    Only weight tensors are requested (TE's fp8 `_extra_state` objects mean nothing to the local spec)."""
+    import dataclasses
+
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
+
+    stored = set(dist_checkpointing.load_tensors_metadata(str(path)))
+    request = {}
+    for name, item in model.sharded_state_dict().items():
+        if not isinstance(item, ShardedTensor):
+            continue
+        for local, te in TE_NORM_NAMES.items():
+            if item.key.endswith(local) and item.key not in stored:
+                te_key = item.key[:-len(local)] + te
+                item = dataclasses.replace(item, key=te_key) if te_key in stored else item
+        request[name] = item
+    missing = sorted(item.key for item in request.values() if item.key not in stored)
+    if missing:
+        raise ConversionError(f"{path}: holds no {missing[0]} ({len(missing)} weights missing) — fix: pass the"
+                              " config the checkpoint was trained with")
+    loaded = dist_checkpointing.load(request, str(path))
+    result = model.load_state_dict(loaded, strict=False)
+    absent = [k for k in result.missing_keys if not k.endswith("_extra_state")]
+    if absent or result.unexpected_keys:
+        raise ConversionError(f"{path}: weights {absent[:3]} not loaded, {result.unexpected_keys[:3]} unexpected")
+
+
 def load_full_state(cfg: Config, checkpoint: str) -> Dict[str, torch.Tensor]:
     """Every weight of the checkpoint (any layout: a training step dir, a checkpoint root, or a model save) as
     whole fp32 tensors keyed by the TP=1 GPTModel's names."""
-    from myllm_mc.checkpoint import load_model
     from myllm_mc.checkpoint import resolve_weights
 
     try:
@@ -64,8 +99,10 @@ def load_full_state(cfg: Config, checkpoint: str) -> Dict[str, torch.Tensor]:
     one = single_process(cfg, precision=cfg.model.precision if cfg.model.precision != "fp8" else "bf16")
     model = build_single(one)
     try:
-        load_model([model], str(path))
-    except Exception as err:   # dist_checkpointing reports missing/mismatched keys in several exception types
+        load_weights(model, path)
+    except ConversionError:
+        raise
+    except Exception as err:   # dist_checkpointing reports mismatched shapes in several exception types
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConversionError(f"{path}: does not match the config's model ({first[:200]}) — fix: pass the config"
                               " the checkpoint was trained with") from None
