@@ -16,7 +16,7 @@ def main():
     config, source, out = sys.argv[1:4]
     shapes = {}
     for name, overrides in (("tp2", ["parallel.tensor=2"]), ("pp2", ["parallel.pipeline=2"])):
-        cfg = load(config, overrides, world_size=2)
+        cfg = load(config, overrides + ["parallel.world_size=auto", "parallel.data=auto"], world_size=2)
         init_distributed(cfg)
         chunks = build_model(cfg)
         load_model(chunks, source)
