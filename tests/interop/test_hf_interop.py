@@ -72,6 +72,7 @@ def test_hf_export_matches_transformers_from_every_layout(interop_model, layouts
             with torch.no_grad():
                 theirs = hf(ids).logits
             diff = (theirs - logits(reference, ids)[..., :cfg.model.vocab_size]).abs().max().item()
+            print(f"hf export from {name}: max |Δlogit| {diff:.2e}")
             assert diff < 1e-4, f"{name}: max |Δlogit| {diff:.2e}"
             assert _hf_greedy(hf, prompt, NEW_TOKENS) == greedy, name
 
@@ -122,4 +123,5 @@ def test_hf_import_then_export_is_bit_exact_and_matches_transformers(interop_mod
         ids = torch.tensor([interop_model["tokenizer"].encode(prompt)])
         with torch.no_grad():
             diff = (hf(ids).logits - logits(model, ids)[..., :cfg.model.vocab_size]).abs().max().item()
+        print(f"hf import: max |Δlogit| vs transformers {diff:.2e}")
         assert diff < 1e-4

@@ -69,6 +69,7 @@ def test_real_gguf_greedy_and_perplexity_equal_transformers(smollm, transformers
     with torch.no_grad():
         theirs = torch.nn.functional.cross_entropy(hf(ids).logits[0, :-1], ids[0, 1:]).item()
     ours = torch.nn.functional.cross_entropy(logits(model, ids)[0, :-1], ids[0, 1:]).item()
+    print(f"SmolLM2 perplexity on a corpus passage: ours {math.exp(ours):.4f}, transformers {math.exp(theirs):.4f}")
     assert math.exp(ours) < 100, "a 135M model on English prose has a perplexity far below 100"
     assert abs(math.exp(ours) / math.exp(theirs) - 1) < 1e-3, (math.exp(ours), math.exp(theirs))
 
