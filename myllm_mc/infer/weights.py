@@ -51,31 +51,23 @@ def build_single(cfg: Config):
     return build_model(cfg)[0]
 
 
-# Transformer Engine's layer spec fuses each pre-norm into the linear that follows it: the same weights stored
-# under other names. A checkpoint trained on GPUs (TE spec) is read into the local spec through this renaming.
-TE_NORM_NAMES = {"input_layernorm.weight": "self_attention.linear_qkv.layer_norm_weight",
-                 "pre_mlp_layernorm.weight": "mlp.linear_fc1.layer_norm_weight"}
-
-
 def load_weights(model, path) -> None:
     """Fill a TP=1/PP=1 local-spec model from a checkpoint of any layout, written with the local or the TE spec.
 
-    Only weight tensors are requested (TE's fp8 `_extra_state` objects mean nothing to the local spec)."""
-    import dataclasses
-
+    megatron-core already stores the local spec's pre-norms under TE's fused names (`linear_qkv.layer_norm_weight`,
+    `linear_fc1.layer_norm_weight`), so both specs share tensor keys; only weights are requested here, because
+    TE's fp8 `_extra_state` objects mean nothing to the local spec."""
     from megatron.core import dist_checkpointing
-    from megatron.core.dist_checkpointing.mapping import ShardedTensor
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
 
     stored = set(dist_checkpointing.load_tensors_metadata(str(path)))
     request = {}
     for name, item in model.sharded_state_dict().items():
-        if not isinstance(item, ShardedTensor):
+        if isinstance(item, ShardedTensorFactory):    # SwiGLU's fc1: [gate; up] split for resharding
+            request[name] = item
             continue
-        for local, te in TE_NORM_NAMES.items():
-            if item.key.endswith(local) and item.key not in stored:
-                te_key = item.key[:-len(local)] + te
-                item = dataclasses.replace(item, key=te_key) if te_key in stored else item
-        request[name] = item
+        if isinstance(item, ShardedTensor):
+            request[name] = item
     missing = sorted(item.key for item in request.values() if item.key not in stored)
     if missing:
         raise ConversionError(f"{path}: holds no {missing[0]} ({len(missing)} weights missing) — fix: pass the"
