@@ -51,6 +51,11 @@ def open_gguf(path: str | Path):
     return reader
 
 
+def _float32_value(value) -> float:
+    """GGUF stores floats as float32: 1e-5 reads back as 9.99999974e-06; keep the number that was written."""
+    return float(str(np.float32(value)))
+
+
 def model_fields_from_gguf(fields: dict, where: str) -> dict:
     arch = fields.get("general.architecture")
     if arch != "llama":
@@ -66,7 +71,7 @@ def model_fields_from_gguf(fields: dict, where: str) -> dict:
                    num_query_groups=int(fields.get("llama.attention.head_count_kv") or heads), kv_channels=head_dim,
                    ffn_hidden_size=int(fields["llama.feed_forward_length"]), vocab_size=vocab,
                    seq_length=int(fields.get("llama.context_length", 2048)),
-                   norm_epsilon=float(fields.get("llama.attention.layer_norm_rms_epsilon", 1e-5)),
+                   norm_epsilon=_float32_value(fields.get("llama.attention.layer_norm_rms_epsilon", 1e-5)),
                    rotary_base=rope_base(fields.get("llama.rope.freq_base", 10000.0)),
                    normalization="RMSNorm", activation="swiglu", position_embedding="rope", add_bias=False)
     except KeyError as err:

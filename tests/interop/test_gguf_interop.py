@@ -65,7 +65,7 @@ def test_gguf_import_reproduces_our_logits(exported, interop_model, ours, tmp_pa
     from myllm_mc.checkpoint import load_model
 
     tok = interop_model["tokenizer"]
-    limits = {"f32": 1e-5, "f16": 5e-2}
+    limits = {"f32": 1e-5, "f16": 1e-2}
     for fmt, limit in limits.items():
         result = import_gguf(exported[fmt].out, tmp_path / fmt)
         assert result.parameters == result.planned_parameters == interop_model["planned_parameters"]

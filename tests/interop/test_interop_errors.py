@@ -55,9 +55,10 @@ def _rewrite(source, target, arch="llama", drop=None, retype=None):
         if tensor.name == drop:
             continue
         data = np.array(tensor.data)
-        if tensor.name == retype:   # Q8_1: a real ggml block type (32 weights in 36 bytes) gguf-py cannot dequantize
+        if tensor.name == retype:   # Q8_1: a real ggml block type that gguf-py cannot dequantize
             rows, cols = reversed(tensor.shape.tolist())
-            data = np.zeros((rows, cols // 32 * 36), dtype=np.uint8)
+            block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.Q8_1]
+            data = np.zeros((rows, cols // block * size), dtype=np.uint8)
             writer.add_tensor(tensor.name, data, raw_dtype=gguf.GGMLQuantizationType.Q8_1)
             continue
         writer.add_tensor(tensor.name, data)
