@@ -49,7 +49,7 @@ def log_perplexity(all_logits: np.ndarray, ids) -> float:
 
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = 80
+STEPS = 250
 MODEL = ["model.num_layers=2", "model.hidden_size=128", "model.num_attention_heads=4", "model.num_query_groups=2",
          "model.kv_channels=32", "model.ffn_hidden_size=384", "model.vocab_size=1024", "model.seq_length=64",
          "model.precision=fp32", "model.init_std=0.02", "model.name=interop-tiny"]
