@@ -134,9 +134,8 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", default=None, help="also write the table here")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("llama_cpp") is None:
         print("quant_report: llama-cpp-python is not installed — fix: pip install llama-cpp-python (a source build;"
               " see .ci/run)", file=sys.stderr)
         return 2

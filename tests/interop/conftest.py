@@ -20,7 +20,6 @@ def interop_model(tmp_path_factory):
     import json
 
     import torch
-    from tokenizers import Tokenizer as HFTokenizer  # noqa: F401  (fail early when the data extra is missing)
 
     from myllm_mc.config import dump, load
     from myllm_mc.data.tokenizer import Tokenizer
