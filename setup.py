@@ -9,10 +9,14 @@ from setuptools import find_packages, setup
 
 DATA = ["tokenizers>=0.20,<1", "pyarrow>=14", "webdataset>=0.2.86,<2", "zstandard>=0.22"]
 MPI = ["mpi4py>=3.1"]
-TEST = ["pytest>=8", "pytest-timeout>=2.3", "pexpect>=4.8"] + DATA   # pexpect: `myllm chat` in a real pty
 # `myllm serve`: the ASGI stack, and what its tests drive it with (the official client, a real browser via selenium)
 SERVE = ["fastapi==0.165.0", "starlette==1.10.0", "pydantic==2.13.4", "uvicorn==0.54.0", "sse-starlette==3.7.0",
          "httpx==0.28.1", "openai==3.57.0", "selenium==4.51.0"]
+# HF/GGUF interop: transformers (+ accelerate for its GGUF loader) as the reference reader, gguf-py to write and
+# read GGUF, and llama-cpp-python's runtime deps (its wheel is built from source by .ci/run and installed --no-deps)
+INTEROP = ["gguf==0.19.0", "transformers==5.24.0", "accelerate>=1.0", "jinja2>=3.1", "diskcache>=5.6",
+           "typing-extensions>=4.5"] + DATA
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "pexpect>=4.8"] + DATA + INTEROP   # pexpect: `myllm chat` in a real pty
 
 setup(
     name="myllm_mc",
@@ -38,9 +42,10 @@ setup(
         "gpu": ["transformer-engine[pytorch]", "nvidia-dali-cuda120"],
         "data": DATA,
         "mpi": MPI,
+        "interop": INTEROP,
         "test": TEST,
         "serve": SERVE,
-        "all": DATA + MPI + TEST + SERVE,
+        "all": DATA + MPI + TEST + INTEROP + SERVE,
     },
     entry_points={"console_scripts": ["myllm=myllm_mc.cli:main"]},
 )

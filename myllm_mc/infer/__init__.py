@@ -1,4 +1,5 @@
-"""Generation on megatron-core: KV-cache prefill/decode, per-request sampling, batching, streaming.
+"""Inference side of the chain: generation on megatron-core (KV-cache prefill/decode, per-request sampling,
+batching, streaming), checkpoint conversion (HF safetensors, GGUF), quantization, serving.
 
     from myllm_mc.infer import inference_config, load_generator, SamplingParams
     gen = load_generator(inference_config("configs/tiny.yaml"), "runs/tiny/checkpoints")

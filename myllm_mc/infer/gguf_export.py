@@ -1,0 +1,155 @@
+"""Checkpoint (any layout) → one GGUF file for llama.cpp: F32, F16, BF16, Q8_0 or Q4_0, with the tokenizer inside.
+
+The weights go through the HF layout (myllm_mc.model.llama_layout), then q and k are permuted into llama.cpp's
+rotary layout; without that permutation llama.cpp loads the file and produces garbage. Norms stay F32; a
+matrix whose rows are not whole 32-weight blocks falls back to F16 (the planner's weight_formats does the same
+arithmetic, and the summary prints both sizes). The file is written beside its destination and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from myllm_mc.config import Config
+from myllm_mc.model.llama_layout import LlamaShape, hf_to_gguf_name, megatron_to_hf, rotary_heads, to_gguf_rotary
+from myllm_mc.plan.weight_formats import matrix_format, weight_bytes
+
+from .tokenizer_files import read_tokenizer_info
+from .weights import ConversionError, check_llama, load_full_state
+
+GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
+
+
+@dataclass(frozen=True)
+class GGUFExport:
+    out: Path
+    fmt: str
+    file_bytes: int
+    planned_weight_bytes: int
+    tensors: int
+    fallbacks: int            # matrices stored as F16 because their rows are not whole blocks
+
+    def summary(self) -> str:
+        fallback = f"; {self.fallbacks} matrices kept in F16 (rows not a multiple of 32)" if self.fallbacks else ""
+        return (f"exported {self.fmt.upper()} GGUF: {self.file_bytes / 1e6:.2f} MB file; planner weight bytes for"
+                f" {self.fmt}: {self.planned_weight_bytes / 1e6:.2f} MB (+ tokenizer/metadata"
+                f" {(self.file_bytes - self.planned_weight_bytes) / 1e6:.2f} MB){fallback} → {self.out}")
+
+
+def _ggml_types():
+    import gguf
+    q = gguf.GGMLQuantizationType
+    return {"f32": q.F32, "f16": q.F16, "bf16": q.BF16, "q8_0": q.Q8_0, "q4_0": q.Q4_0}
+
+
+def _file_type(fmt: str):
+    import gguf
+    f = gguf.LlamaFileType
+    return {"f32": f.ALL_F32, "f16": f.MOSTLY_F16, "bf16": f.MOSTLY_BF16, "q8_0": f.MOSTLY_Q8_0,
+            "q4_0": f.MOSTLY_Q4_0}[fmt]
+
+
+def encode_tensor(array: np.ndarray, fmt: str):
+    """(bytes-or-values array, ggml type) of one tensor in `fmt` (1-D tensors always F32)."""
+    from gguf import quants
+
+    types = _ggml_types()
+    if array.ndim == 1 or fmt == "f32":
+        return array.astype(np.float32), types["f32"]
+    fmt = matrix_format(fmt, array.shape[-1])
+    if fmt == "f16":
+        return array.astype(np.float16), types["f16"]
+    return quants.quantize(array.astype(np.float32), types[fmt]), types[fmt]
+
+
+def write_gguf_metadata(writer, cfg: Config, shape: LlamaShape, fmt: str, tokenizer: Optional[dict]) -> None:
+    m = cfg.model
+    writer.add_name(m.name)
+    writer.add_context_length(m.seq_length)
+    writer.add_embedding_length(shape.hidden)
+    writer.add_block_count(shape.num_layers)
+    writer.add_feed_forward_length(shape.ffn)
+    writer.add_head_count(shape.heads)
+    writer.add_head_count_kv(shape.groups)
+    writer.add_key_length(shape.head_dim)
+    writer.add_value_length(shape.head_dim)
+    writer.add_rope_dimension_count(shape.head_dim)
+    writer.add_rope_freq_base(float(m.rotary_base))
+    writer.add_layer_norm_rms_eps(m.norm_epsilon)
+    writer.add_vocab_size(shape.vocab)
+    writer.add_file_type(_file_type(fmt))
+    if fmt in ("q8_0", "q4_0"):
+        import gguf
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    if tokenizer is None:
+        return
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(tokenizer["pre"])
+    writer.add_token_list(tokenizer["tokens"])
+    writer.add_token_types(tokenizer["types"])
+    writer.add_token_merges(tokenizer["merges"])
+    for key, add in (("bos", writer.add_bos_token_id), ("eos", writer.add_eos_token_id),
+                     ("pad", writer.add_pad_token_id), ("eot", writer.add_eot_token_id)):
+        if tokenizer[key] is not None:
+            add(tokenizer[key])
+    writer.add_add_bos_token(False)        # MyLLM never prepends a BOS: ids are exactly the tokenizer's
+    writer.add_chat_template(tokenizer["chat_template"])
+
+
+def write_gguf(tensors: Dict[str, torch.Tensor], cfg: Config, shape: LlamaShape, fmt: str, tokenizer: Optional[dict],
+               out: Path) -> tuple[int, int]:
+    """Write HF-named fp32 tensors as GGUF to `out` (atomically). Returns (tensor count, F16 fallbacks)."""
+    import gguf
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    fallbacks = 0
+    try:
+        writer = gguf.GGUFWriter(str(tmp), "llama")
+        write_gguf_metadata(writer, cfg, shape, fmt, tokenizer)
+        for name, tensor in tensors.items():
+            array = tensor.float().numpy()
+            heads = rotary_heads(name, shape)
+            if heads is not None:
+                array = to_gguf_rotary(array, heads)
+            data, qtype = encode_tensor(array, fmt)
+            fallbacks += int(array.ndim == 2 and fmt in ("q8_0", "q4_0") and qtype.name == "F16")
+            if data.dtype == np.uint8:
+                writer.add_tensor(hf_to_gguf_name(name), data, raw_dtype=qtype)
+            else:
+                writer.add_tensor(hf_to_gguf_name(name), data)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return len(tensors), fallbacks
+
+
+def export_gguf(cfg: Config, checkpoint: str, out: str | Path, fmt: str = "f16",
+                tokenizer: Optional[str] = None) -> GGUFExport:
+    """Write `checkpoint` (trained with `cfg`, any layout) as one GGUF file of type `fmt`."""
+    if fmt not in GGUF_TYPES:
+        raise ConversionError(f"--type {fmt}: not a GGUF type this exporter writes — fix: one of {', '.join(GGUF_TYPES)}")
+    shape = check_llama(cfg)
+    out = Path(out)
+    if out.exists():
+        raise ConversionError(f"--out {out} already exists — fix: remove it or choose another path")
+    tokenizer = tokenizer or cfg.data.tokenizer
+    if not tokenizer:
+        raise ConversionError("no tokenizer: llama.cpp needs the vocabulary inside the GGUF — fix: set data.tokenizer"
+                              " in the config or pass --tokenizer")
+    from .gguf_tokenizer import gguf_tokenizer_fields
+    fields = gguf_tokenizer_fields(read_tokenizer_info(tokenizer), shape.vocab)
+    tensors = megatron_to_hf(load_full_state(cfg, checkpoint), shape)
+    count, fallbacks = write_gguf(tensors, cfg, shape, fmt, fields, out)
+    return GGUFExport(out=out, fmt=fmt, file_bytes=out.stat().st_size, planned_weight_bytes=weight_bytes(cfg.model, fmt),
+                      tensors=count, fallbacks=fallbacks)

@@ -1,0 +1,132 @@
+"""Checkpoint (any layout) → a Hugging Face directory that `transformers` loads as LlamaForCausalLM, no custom code.
+
+    config.json, generation_config.json       the architecture and the stop tokens
+    model.safetensors                         (model-0000N-of-0000M.safetensors + index above --max-shard-size)
+    tokenizer.json, tokenizer_config.json,    the tokenizer with its special tokens and chat template
+    special_tokens_map.json
+
+Everything is written into a temporary sibling directory and renamed into place at the end, so a failure leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+
+from myllm_mc.config import Config
+from myllm_mc.model.llama_layout import LlamaShape, megatron_to_hf
+
+from .tokenizer_files import read_tokenizer_info, write_hf_tokenizer
+from .weights import ConversionError, check_llama, load_full_state
+
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+_HF_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
+@dataclass(frozen=True)
+class HFExport:
+    out: Path
+    tensors: int
+    parameters: int
+    bytes: int
+    shards: int
+
+    def summary(self) -> str:
+        return (f"exported {self.parameters:,} parameters ({self.tensors} tensors, {self.bytes / 1e6:.1f} MB in"
+                f" {self.shards} safetensors file{'s' if self.shards > 1 else ''}) to {self.out}")
+
+
+def hf_config(shape: LlamaShape, cfg: Config, dtype: torch.dtype, token_ids: dict) -> dict:
+    m = cfg.model
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": shape.hidden, "intermediate_size": shape.ffn, "num_hidden_layers": shape.num_layers,
+        "num_attention_heads": shape.heads, "num_key_value_heads": shape.groups, "head_dim": shape.head_dim,
+        "vocab_size": shape.vocab, "max_position_embeddings": m.seq_length, "rms_norm_eps": m.norm_epsilon,
+        # transformers ≥ 5 reads rope_parameters, earlier versions rope_theta
+        "rope_theta": float(m.rotary_base), "rope_parameters": {"rope_type": "default", "rope_theta": float(m.rotary_base)},
+        "hidden_act": "silu", "attention_bias": False, "mlp_bias": False, "attention_dropout": 0.0,
+        "tie_word_embeddings": shape.tied, "torch_dtype": _HF_DTYPE_NAMES[dtype], "use_cache": True,
+        "initializer_range": m.init_std, **token_ids,
+    }
+
+
+def write_safetensors(tensors: Dict[str, torch.Tensor], out: Path, max_shard_bytes: int) -> int:
+    """One file, or shards of at most `max_shard_bytes` plus model.safetensors.index.json. Returns the shard count."""
+    from safetensors.torch import save_file
+
+    shards, current, size = [], {}, 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if current and size + nbytes > max_shard_bytes:
+            shards.append(current)
+            current, size = {}, 0
+        current[name] = tensor
+        size += nbytes
+    shards.append(current)
+    metadata = {"format": "pt"}
+    if len(shards) == 1:
+        save_file(shards[0], str(out / "model.safetensors"), metadata=metadata)
+        return 1
+    weight_map = {}
+    for n, shard in enumerate(shards, 1):
+        filename = f"model-{n:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(out / filename), metadata=metadata)
+        weight_map.update({name: filename for name in shard})
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    (out / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
+    return len(shards)
+
+
+def prepare_out(out: str | Path) -> tuple[Path, Path]:
+    """(final path, temporary sibling) — refusing to overwrite an existing non-empty output."""
+    out = Path(out)
+    if out.exists() and (out.is_file() or any(out.iterdir())):
+        raise ConversionError(f"--out {out} already exists — fix: remove it or choose another path")
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    return out, tmp
+
+
+def export_hf(cfg: Config, checkpoint: str, out: str | Path, dtype: str = "f32",
+              tokenizer: Optional[str] = None, max_shard_bytes: int = 2 * 1024 ** 3) -> HFExport:
+    """Write the HF directory for `checkpoint` (trained with `cfg`; any parallel layout)."""
+    if dtype not in DTYPES:
+        raise ConversionError(f"--type {dtype}: HF export writes f32, f16 or bf16 — fix: pass one of those"
+                              " (quantized types are for GGUF)")
+    shape = check_llama(cfg)
+    tokenizer = tokenizer or cfg.data.tokenizer
+    info = read_tokenizer_info(tokenizer) if tokenizer else None
+    out, tmp = prepare_out(out)
+    tensors = {k: v.to(DTYPES[dtype]) for k, v in megatron_to_hf(load_full_state(cfg, checkpoint), shape).items()}
+    try:
+        tmp.mkdir(parents=True)
+        shards = write_safetensors(tensors, tmp, max_shard_bytes)
+        ids = {}
+        if info is not None:
+            from myllm_mc.data.tokenizer import Tokenizer
+            tok = Tokenizer(info.path)
+            ids = {"bos_token_id": tok.token_to_id(info.bos), "eos_token_id": tok.token_to_id(info.eos),
+                   "pad_token_id": tok.token_to_id(info.pad) if info.pad else None}
+            write_hf_tokenizer(info, tmp, cfg.model.seq_length)
+            stops = list(dict.fromkeys([ids["eos_token_id"]] + ([tok.token_to_id(info.eot)] if info.eot else [])))
+            (tmp / "generation_config.json").write_text(json.dumps(
+                {"bos_token_id": ids["bos_token_id"], "eos_token_id": stops, "pad_token_id": ids["pad_token_id"],
+                 "do_sample": False}, indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(hf_config(shape, cfg, DTYPES[dtype], ids), indent=2) + "\n")
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return HFExport(out=out, tensors=len(tensors), parameters=sum(t.numel() for t in tensors.values()),
+                    bytes=sum(t.numel() * t.element_size() for t in tensors.values()), shards=shards)

@@ -1,0 +1,36 @@
+"""`myllm import hf|gguf PATH --out DIR [--config BASE]`: a Llama-architecture model → DIR/config.yaml,
+DIR/tokenizer/ and DIR/checkpoint/ (a megatron distributed checkpoint; `checkpoint.init_from` points at it).
+
+BASE (optional) supplies every group but the model (data, parallel, optimizer ...); the model group comes from
+the file. The planner's parameter count for the derived config must equal the number of weights read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from myllm_mc.config import ConfigError
+
+
+def main(argv) -> int:
+    parser = argparse.ArgumentParser(prog="myllm import", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("format", choices=["hf", "gguf"])
+    parser.add_argument("path", help="HF model directory, or a .gguf file")
+    parser.add_argument("--out", required=True, help="a new directory")
+    parser.add_argument("--config", default=None, help="base config for the non-model groups")
+    args = parser.parse_args(argv)
+    from .weights import ConversionError
+    try:
+        if args.format == "hf":
+            from .hf_import import import_hf
+            result = import_hf(args.path, args.out, args.config)
+        else:
+            from .gguf_import import import_gguf
+            result = import_gguf(args.path, args.out, args.config)
+    except (ConversionError, ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"myllm import: {err}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0

@@ -1,0 +1,57 @@
+"""A small trained MyLLM model for the interop tests, built once per session.
+
+Why trained: random weights at std 0.02 make greedy decoding repeat one token, so "identical greedy tokens"
+would prove nothing. The model (2 layers, hidden 128, 4 heads / 2 KV heads, vocab 1,024) is trained for
+STEPS AdamW steps (lr 5e-3, 16 × 64 tokens) on the shipped corpus (~25 s; 80 steps still decoded "the the the…"), which gives varied greedy continuations and top-2 margins that
+fp32 conversions must reproduce exactly. The tokenizer is a 1,024-entry byte-level BPE learned from the first
+documents of the same corpus.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from interop_helpers import MODEL, REPO, STEPS, corpus_texts
+
+
+@pytest.fixture(scope="session")
+def interop_model(tmp_path_factory):
+    """{"cfg", "config_path", "tokenizer", "checkpoint", "root"}: a trained tiny model saved at TP=1."""
+    import json
+
+    import torch
+
+    from myllm_mc.config import dump, load
+    from myllm_mc.data.tokenizer import Tokenizer
+    from myllm_mc.data.tokenizer_training import train_tokenizer
+    from myllm_mc.infer.weights import build_single, single_process
+    from myllm_mc.checkpoint import save_model
+
+    root = tmp_path_factory.mktemp("interop")
+    texts = corpus_texts(400)
+    (root / "subset.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:300]))
+    train_tokenizer([root / "subset.jsonl"], 1024, root / "tokenizer", heldout_every=0)
+    cfg = load(REPO / "configs" / "tiny.yaml", MODEL + [f"data.tokenizer={root / 'tokenizer' / 'tokenizer.json'}"],
+               world_size=1)
+    config_path = root / "config.yaml"
+    config_path.write_text(dump(cfg))
+    tok = Tokenizer(cfg.data.tokenizer)
+    stream = torch.tensor([i for ids in tok.encode_batch(texts) for i in ids + [tok.eod]])
+    model = build_single(single_process(cfg))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(0)
+    seq = cfg.model.seq_length
+    positions = torch.arange(seq)[None].expand(16, -1)
+    model.train()
+    for _ in range(STEPS):
+        starts = torch.randint(0, len(stream) - seq - 1, (16,), generator=generator)
+        window = torch.stack([stream[s:s + seq + 1] for s in starts.tolist()])
+        loss = model(window[:, :-1], positions, None, labels=window[:, 1:]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    save_model([model], str(root / "tp1"))
+    from myllm_mc.plan.params import parameter_breakdown
+    return {"cfg": cfg, "config_path": config_path, "tokenizer": tok, "checkpoint": root / "tp1", "root": root,
+            "final_loss": float(loss), "planned_parameters": parameter_breakdown(cfg.model).total}
