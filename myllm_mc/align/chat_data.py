@@ -4,6 +4,10 @@ The template is the tokenizer's `encode_chat` (ChatML), the one generation and e
 serving render identically. Bad records — not JSON, not UTF-8, missing or unknown roles, non-string content,
 no assistant turn, an empty assistant turn, DPO pairs without chosen/rejected — are counted by reason and
 skipped; with `strict` the first one stops the run with its file and line.
+
+SFT also reads chat data preprocessed into megatron-core indexed shards (`tools/preprocess_data.py --chat
+--output-prefix P`): an `align.train`/`align.valid` entry that is not a `.jsonl` file names such a prefix. Both
+sources give the same `Conversation`s, so packing cannot tell them apart (tested batch for batch).
 """
 
 from __future__ import annotations
@@ -108,6 +112,79 @@ def read_conversations(paths: Iterable[str], tokenizer, strict: bool = False, ma
             continue
         out.append(Conversation(ids, mask))
         stats.kept += 1
+    return out, stats
+
+
+JSONL_SUFFIXES = (".jsonl", ".json")
+
+
+def is_preprocessed(entry: str) -> bool:
+    """An `align.train`/`align.valid` entry names preprocessed shards (a prefix) unless it is a JSONL file."""
+    return not str(entry).endswith(JSONL_SUFFIXES)
+
+
+def _shard_prefix(entry: str) -> str:
+    entry = str(entry)
+    return entry[: -len("_text_document")] if entry.endswith("_text_document") else entry
+
+
+def check_sources(entries: Iterable[str], key: str, method: str) -> None:
+    """Refuse, before any process starts, a prefix whose shards are missing, or a prefix given to DPO."""
+    from myllm_mc.config import ConfigError
+    for entry in entries:
+        if not is_preprocessed(entry):
+            continue
+        if method != "sft":
+            raise ConfigError(f"{key}: {entry} is not a .jsonl file — fix: {method} reads preference/prompt JSONL "
+                              f"only (preprocessed chat shards hold single conversations, for sft)")
+        prefix = _shard_prefix(entry)
+        missing = [f"{prefix}_{k}_document.{ext}" for k in ("text", "loss_mask") for ext in ("bin", "idx")
+                   if not Path(f"{prefix}_{k}_document.{ext}").is_file()]
+        if missing:
+            raise ConfigError(f"{key}: {entry} is neither a .jsonl file nor a preprocessed chat prefix ({missing[0]} "
+                              f"missing) — fix: run `tools/preprocess_data.py --chat --output-prefix {prefix} ...` "
+                              f"or list the JSONL files")
+
+
+def read_shards(prefix: str, tokenizer, stats: ReadStats, max_records: Optional[int] = None) -> List[Conversation]:
+    """Conversations from `P_text_document` + `P_loss_mask_document`. Preprocessing already skipped bad records;
+    the <|endoftext|> it appends (mask 0, never a target) is dropped so a conversation is exactly what
+    `encode_chat` renders from the JSONL record."""
+    from myllm_mc.data.chat import ChatDataset
+
+    data = ChatDataset(_shard_prefix(prefix))
+    count = len(data) if max_records is None else min(len(data), max_records)
+    if count:                                   # shards made with another tokenizer: refuse, don't train on garbage
+        top = max(int(data.tokens[i].max(initial=0)) for i in range(min(count, 64)))
+        if top >= tokenizer.vocab_size:
+            raise SystemExit(f"{prefix}: token id {top} >= the tokenizer's vocabulary ({tokenizer.vocab_size}) — fix: "
+                             f"preprocess with the tokenizer in data.tokenizer")
+    out = []
+    for i in range(count):
+        ids, mask = data[i]
+        ids, mask = ids.tolist(), mask.tolist()
+        if ids and ids[-1] == tokenizer.eod and mask[-1] == 0:
+            ids, mask = ids[:-1], mask[:-1]
+        out.append(Conversation(ids, mask))
+    stats.read += count
+    stats.kept += count
+    return out
+
+
+def read_sft_sources(entries: Iterable[str], tokenizer, strict: bool = False, max_records: Optional[int] = None,
+                     ) -> Tuple[List[Conversation], ReadStats]:
+    """SFT conversations from a mix of JSONL files and preprocessed prefixes, in the order listed."""
+    stats = ReadStats()
+    out: List[Conversation] = []
+    for entry in entries:
+        if is_preprocessed(entry):
+            out += read_shards(entry, tokenizer, stats, max_records)
+        else:
+            conversations, part = read_conversations([entry], tokenizer, strict, max_records)
+            out += conversations
+            stats.read += part.read
+            stats.kept += part.kept
+            stats.skipped.update(part.skipped)
     return out, stats
 
 

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check(cfg, method: str) -> None:
     from .sft import check_align_layout
-    check_align_layout(cfg)
+    check_align_layout(cfg, method)
     if method == "dpo" and not (cfg.align.reference or cfg.checkpoint.init_from):
         raise ConfigError("dpo needs a reference model — fix: set checkpoint.init_from (or align.reference)")
     if not cfg.checkpoint.init_from and not cfg.checkpoint.resume:

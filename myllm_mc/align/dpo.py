@@ -167,7 +167,7 @@ def run_dpo(cfg: Config, faults=None, extra_callbacks=()):
 
     from .sft import _is_first_rank
 
-    check_align_layout(cfg)
+    check_align_layout(cfg, "dpo")
     echo = print if _is_first_rank() else (lambda message: None)
     cfg, train, valid = build_dpo_data(cfg, Tokenizer(cfg.data.tokenizer), echo)
     objective = DPOObjective([], cfg.align.beta, cfg.align.label_smoothing)

@@ -15,7 +15,7 @@ from typing import List, Optional
 from myllm_mc.config import Config, ConfigError
 from myllm_mc.train.objective import Objective
 
-from .chat_data import read_conversations
+from .chat_data import check_sources, read_sft_sources
 from .packing import SequenceDataset, block_causal_mask, pack
 
 
@@ -38,7 +38,7 @@ class SFTObjective(Objective):
         return output, partial(lm_loss, batch["loss_mask"])
 
 
-def check_align_layout(cfg: Config) -> None:
+def check_align_layout(cfg: Config, method: str = "sft") -> None:
     """What fine-tuning cannot do yet, refused before any work (one line each)."""
     from myllm_mc.parallel.hardware import resolve_spec
     if cfg.parallel.context > 1:
@@ -49,6 +49,8 @@ def check_align_layout(cfg: Config) -> None:
                           " block-diagonal mask here — fix: set align.packing=false (or model.spec=local)")
     if not cfg.align.train:
         raise ConfigError("align.train is empty — fix: list chat JSONL files, e.g. data/tasks/sft/arithmetic.train.jsonl")
+    check_sources(cfg.align.train, "align.train", method)
+    check_sources(cfg.align.valid, "align.valid", method)
 
 
 def steps_and_epochs(cfg: Config, sequences_per_epoch: int) -> tuple[int, int]:
@@ -63,7 +65,7 @@ def build_sft_data(cfg: Config, tokenizer, echo=print):
     import dataclasses
 
     a, seq = cfg.align, cfg.model.seq_length
-    conversations, stats = read_conversations(a.train, tokenizer, a.strict, a.max_records)
+    conversations, stats = read_sft_sources(a.train, tokenizer, a.strict, a.max_records)
     stats.truncated = sum(len(c.ids) > seq + 1 for c in conversations)
     echo(stats.summary("sft train"))
     if not conversations:
@@ -78,7 +80,7 @@ def build_sft_data(cfg: Config, tokenizer, echo=print):
          f" {steps} steps = {steps * cfg.training.global_batch_size / one_epoch:.2f} epochs")
     valid = None
     if a.valid:
-        held_out, vstats = read_conversations(a.valid, tokenizer, a.strict)
+        held_out, vstats = read_sft_sources(a.valid, tokenizer, a.strict)
         echo(vstats.summary("sft valid"))
         if held_out:
             valid = pack(held_out, seq, tokenizer.pad, a.packing, cfg.training.seed + 1, epochs=1)

@@ -150,8 +150,9 @@ class PlanConfig:
 class AlignConfig:
     """Fine-tuning (`myllm finetune sft|dpo`): chat data, packing, epochs, DPO's beta. See docs/finetuning.md."""
 
-    train: list = field(default_factory=list)       # JSONL files: SFT {"messages"}; DPO {"prompt"|"messages", "chosen", "rejected"}
-    valid: list = field(default_factory=list)       # held-out JSONL files of the same kind (eval loss/metrics)
+    train: list = field(default_factory=list)       # JSONL files: SFT {"messages"}; DPO {"prompt"|"messages", "chosen", "rejected"};
+    #                                                 SFT also takes `tools/preprocess_data.py --chat` output prefixes
+    valid: list = field(default_factory=list)       # held-out JSONL files (or SFT prefixes) of the same kind (eval)
     epochs: Optional[float] = None      # when set, training.steps = ceil(epochs × sequences / global batch)
     packing: bool = True                # SFT: several conversations per sequence, block-diagonal attention
     strict: bool = False                # stop at the first bad record instead of counting and skipping it
