@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from myllm_mc.config import Config
+from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
 
 
 def rotary_tables(seq_length: int, head_dim: int, base: float, device=None):
@@ -113,7 +114,7 @@ def run_torch_baseline(cfg: Config, warmup: int, steps: int, compile: bool = Tru
 
     if threads:
         torch.set_num_threads(threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda" if cuda_available() else "cpu")
     torch.manual_seed(cfg.training.seed)
     vocab = padded_vocab_size(cfg.model, 1)
     result = {"name": "plain PyTorch (SDPA, no megatron-core)", "compiled": False, "compile_note": "not tried"}

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from myllm_mc.config import load
 from myllm_mc.config.cli import add_config_arguments
-from myllm_mc.parallel.launch import launcher_world_size
+from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+from myllm_mc.parallel.launch import launcher_local_rank, launcher_rank, launcher_world_size, local_device
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,7 +77,7 @@ def main(argv) -> int:
             rows = run_plan(_plan_json(args, runs, world, out))
         finally:
             destroy()
-        if launched and int(os.environ.get("RANK", "0")) != 0:
+        if launched and launcher_rank() != 0:
             return 0
     return _finish(args, plan, rows, world, out, time.perf_counter() - started)
 
@@ -123,12 +124,18 @@ def _launch(args, runs, world: int, out: Path) -> list:
     return rows
 
 
+def _gpu() -> int:
+    """This rank's GPU, chosen as init_distributed chooses it (torchrun, srun or mpirun local rank)."""
+    import torch
+    return local_device(launcher_local_rank(), torch.cuda.device_count())
+
+
 def _memory_limit(args, world: int):
     if args.memory_limit_gib is not None:
         return int(args.memory_limit_gib * 2**30), f"--memory-limit-gib {args.memory_limit_gib:g}"
     import torch
-    if torch.cuda.is_available():
-        return int(torch.cuda.get_device_properties(0).total_memory), "the GPU's memory"
+    if cuda_available():
+        return int(torch.cuda.get_device_properties(_gpu()).total_memory), "the GPU's memory"
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return ram // world, f"RAM / {world} rank(s)"
 
@@ -216,7 +223,7 @@ def environment() -> dict:
         megatron_version = version("megatron-core")
     except Exception:
         megatron_version = "unknown"
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (_cpu_name() or platform.processor())
+    device = torch.cuda.get_device_name(_gpu()) if cuda_available() else (_cpu_name() or platform.processor())
     return {"date": time.strftime("%Y-%m-%d"), "device": device, "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "megatron_core": megatron_version, "python": platform.python_version(),
             "cuda": torch.version.cuda}

@@ -34,7 +34,9 @@ BASE = ["parallel.world_size=auto", "training.global_batch_size=8"]
 
 def environment() -> dict:
     import torch
-    env = {"python": platform.python_version(), "torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
+
+    from myllm_mc.parallel.hardware import cuda_available
+    env = {"python": platform.python_version(), "torch": torch.__version__, "cuda_available": cuda_available(),
            "cuda": torch.version.cuda, "hostname": platform.node()}
     for name in ("megatron.core", "transformer_engine"):
         try:
@@ -42,7 +44,7 @@ def environment() -> dict:
             env[name] = getattr(module, "__version__", "installed")
         except Exception as err:   # absent or broken: say which
             env[name] = f"absent ({type(err).__name__})"
-    if torch.cuda.is_available():
+    if cuda_available():
         props = torch.cuda.get_device_properties(0)
         env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                    flash_sdp=torch.backends.cuda.flash_sdp_enabled(),
@@ -173,7 +175,7 @@ def main(argv=None) -> int:
         return code
 
     if not env["cuda_available"]:
-        return finish("stopped", "no CUDA GPU visible (torch.cuda.is_available() is False) — run it on a machine"
+        return finish("stopped", "no CUDA GPU visible (torch reports no CUDA device) — run it on a machine"
                       " with one H100/H200", NO_GPU_EXIT)
     left = lambda: BUDGET_S - (time.perf_counter() - started)   # noqa: E731
     usable = env["gpu_memory_gib"] * 2**30 * 0.9       # the planner's fit rule: skip micro-batches that cannot fit

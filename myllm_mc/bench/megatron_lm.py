@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import List
 
 from myllm_mc.config import Config
+from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
 
 _ITERATION = re.compile(r"iteration\s+(\d+)\s*/\s*\d+.*?elapsed time per iteration \(ms\):\s*([0-9.]+)")
 
@@ -66,13 +67,12 @@ def megatron_lm_args(cfg: Config, iterations: int) -> List[str]:
         args.append("--bf16")
     if m.precision == "fp8":
         args += ["--fp8-format", "hybrid", "--fp8-recipe", "delayed" if m.fp8_recipe == "delayed" else "tensorwise"]
-    import torch
-    if torch.cuda.is_available() and m.spec != "local":
+    if cuda_available() and m.spec != "local":
         args += ["--transformer-impl", "transformer_engine"]
     else:        # the unfused kernels our local spec uses, and what a machine without TE/Apex can run
         args += ["--transformer-impl", "local", "--no-gradient-accumulation-fusion", "--no-masked-softmax-fusion",
                  "--no-bias-swiglu-fusion", "--no-bias-dropout-fusion", "--no-rope-fusion", "--no-persist-layer-norm"]
-    if not torch.cuda.is_available():
+    if not cuda_available():
         args += ["--distributed-backend", "gloo", "--use-cpu-initialization"]
     return [str(a) for a in args]
 

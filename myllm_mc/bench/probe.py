@@ -49,8 +49,8 @@ class MemoryWatcher:
     """
 
     def __init__(self, interval: float = 0.002):
-        import torch
-        self.cuda = torch.cuda.is_available()
+        from myllm_mc.parallel.hardware import cuda_available
+        self.cuda = cuda_available()
         self.interval = interval
         self.label = "CUDA allocator peak" if self.cuda else "CPU anonymous resident set above pre-run, sampled"
         self.baseline = 0

@@ -19,8 +19,8 @@ class DaliUnavailable(RuntimeError):
 
 def _import_dali():
     try:
-        import torch
-        if not torch.cuda.is_available():
+        from myllm_mc.parallel.hardware import cuda_available
+        if not cuda_available():
             raise DaliUnavailable("data.loader: dali needs a CUDA GPU — fix: set data.loader=megatron on CPU")
         from nvidia.dali import fn, pipeline_def, types  # noqa: F401
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy  # noqa: F401

@@ -34,7 +34,8 @@ def measure_copy_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
 
 def device_bandwidth(plan_gpu: str) -> tuple[float, str]:
     """(bytes/s, where it comes from): the planner's HBM figure on a GPU, a measured copy on a CPU."""
-    if torch.cuda.is_available():
+    from myllm_mc.parallel.hardware import cuda_available
+    if cuda_available():
         from myllm_mc.plan.hardware import gpu_spec
         spec = gpu_spec(plan_gpu)
         return spec.hbm_tb_per_s * 1e12, f"{spec.label} HBM datasheet"

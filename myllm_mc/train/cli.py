@@ -71,7 +71,7 @@ def main(argv) -> int:
     from .signals import INTERRUPTED_EXIT, install_early
     from .supervise import announce_rank
     install_early()              # a signal during the seconds of start-up is honoured at the first step
-    announce_rank(int(os.environ.get("RANK", "0")))
+    announce_rank(launcher_rank())
     cfg = load(args.config, overrides, world_size=launched or args.world_size or 1)
     if not os.environ.get(PREFLIGHT_ENV):       # under srun/mpirun each rank checks; only rank 0 says so
         quiet = launcher_rank() != 0

@@ -31,10 +31,9 @@ def peak_memory_bytes() -> int:
 
 def write_peak_memory(out_dir) -> None:
     """This rank's peak memory as `peak_memory.rank<R>.json` (no collective: each rank writes its own file)."""
-    import os
-    import torch
-    rank = int(os.environ.get("RANK", "0"))
-    measure = "CUDA allocator peak" if torch.cuda.is_available() else "process peak resident set (ru_maxrss)"
+    from myllm_mc.parallel.launch import launcher_rank
+    rank = launcher_rank()
+    measure = "CUDA allocator peak" if cuda_available() else "process peak resident set (ru_maxrss)"
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / f"peak_memory.rank{rank}.json").write_text(
         json.dumps({"rank": rank, "peak_bytes": peak_memory_bytes(), "measure": measure}))
