@@ -166,3 +166,39 @@ def test_a_full_disk_refuses_the_save_in_one_line_and_keeps_the_last_checkpoint(
         assert manifest.verify(mnt / "ckpt" / "step_0000002") == []
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_a_save_removes_the_partial_save_and_keeps_the_last_checkpoint(small_data,
+                                                                                                 two_checkpoints,
+                                                                                                 tmp_path):
+    """The same 1.6× tmpfs, but the free-space pre-check is lowered to 1 byte (MYLLM_DEBUG_SPACE_CHECK_BYTES, a
+    documented debug knob): the step-4 save starts and hits ENOSPC mid-write (torch's writer reports it as
+    "[Errno 28]" or as "unexpected pos A vs B"). One line says no space is left, where, the size needed (the step-2
+    manifest + 5 %) and the free space; exit 2; the partial save is gone; step 2 still verifies."""
+    root, _ = two_checkpoints
+    size = sum(f.stat().st_size for f in (root / "ckpt" / "step_0000002").rglob("*") if f.is_file())
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(size * 1.6)}", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        overrides = small_data["overrides"] + ["training.steps=6", "checkpoint.save_interval=2",
+                                               "checkpoint.keep_last=5", f"checkpoint.dir={mnt / 'ckpt'}",
+                                               f"logging.dir={tmp_path / 'logs'}"]
+        proc = myllm(train_args(overrides), env_extra={"MYLLM_DEBUG_SPACE_CHECK_BYTES": "1"})
+        out = finish(proc)
+        assert proc.returncode == 2, out[-3000:]
+        step2 = mnt / "ckpt" / "step_0000002"
+        needed = json.loads((step2 / manifest.MANIFEST_FILE).read_text())["bytes"] * 1.05
+        assert_short(out, f"no space left in {mnt / 'ckpt'} while saving step 4 (needs ~{int(needed) / 2**20:,.1f} "
+                     "MiB, ", "the partial save was removed",
+                     "the last checkpoint is intact", most=1)
+        assert "no space for a checkpoint" not in out                 # the pre-check did pass
+        assert sorted(p.name for p in (mnt / "ckpt").iterdir()) == ["latest", "step_0000002"]
+        assert (mnt / "ckpt" / "latest").read_text().strip() == "step_0000002"
+        assert manifest.verify(step2) == []
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
