@@ -3,7 +3,8 @@
 Why: loading an 8,192-row embedding into a 16,384-row model leaves half of it zero; resuming with a different
 tokenizer of the same size trains on ids that mean other strings (the loss jumps). Both load "successfully", so
 they are refused here, in one line naming the fields. A deliberate tokenizer change is allowed with
-`checkpoint.allow_tokenizer_change=true`; a shape change is never loaded (it needs a conversion, not a resume).
+`checkpoint.allow_tokenizer_change=true`; a shape change is never resumed. Growing the vocabulary is the one
+deliberate shape change: `checkpoint.allow_vocab_growth=true` with `checkpoint.init_from` (see `vocab_growth`).
 """
 
 from __future__ import annotations
@@ -33,27 +34,45 @@ def record(cfg) -> dict:
     return {"model_shape": model_shape(cfg), "tokenizer": tokenizer_fingerprint(cfg.data.tokenizer)}
 
 
-def mismatches(meta: dict, cfg) -> List[str]:
+def is_growth(meta: dict, cfg) -> bool:
+    """Only model.vocab_size differs, and it grew."""
+    saved = meta.get("model_shape") or {}
+    now = model_shape(cfg)
+    return (saved.get("vocab_size", now["vocab_size"]) < now["vocab_size"]
+            and all(saved[k] == v for k, v in now.items() if k != "vocab_size" and k in saved))
+
+
+def mismatches(meta: dict, cfg, growth_ok: bool = False, tokenizer: bool = True) -> List[str]:
     found = []
     saved_shape = meta.get("model_shape") or {}
     for name, value in model_shape(cfg).items():
+        if name == "vocab_size" and growth_ok and is_growth(meta, cfg):
+            continue
         if name in saved_shape and saved_shape[name] != value:
             found.append(f"model.{name} {saved_shape[name]} → {value}")
     saved_tok = meta.get("tokenizer")
-    if saved_tok and cfg.data.tokenizer and not getattr(cfg.checkpoint, "allow_tokenizer_change", False):
+    if tokenizer and saved_tok and cfg.data.tokenizer and not getattr(cfg.checkpoint, "allow_tokenizer_change", False):
         now = tokenizer_fingerprint(cfg.data.tokenizer)
         if now and now["sha256"] != saved_tok["sha256"]:
             found.append(f"data.tokenizer {saved_tok['sha256'][:12]} → {now['sha256'][:12]} (another tokenizer)")
     return found
 
 
-def check(meta: dict, cfg, where: str) -> None:
-    found = mismatches(meta, cfg)
+def check(meta: dict, cfg, where: str, init: bool = False) -> None:
+    """Resume (`init=False`): any shape or tokenizer change refused. init_from (weights for fine-tuning or a new
+    tokenizer): the shape only, and vocabulary growth allowed when opted in."""
+    growth_ok = init and getattr(cfg.checkpoint, "allow_vocab_growth", False)
+    found = mismatches(meta, cfg, growth_ok, tokenizer=not init)   # init_from: a new tokenizer is the usual case
     if not found:
         return
     shape = [f for f in found if f.startswith("model.")]
     fix = ("use the config the checkpoint was trained with (myllm checkpoint inspect shows it)" if shape else
            "use the tokenizer it was trained with, or --set checkpoint.allow_tokenizer_change=true if the change "
            "is deliberate")
-    raise CheckpointError(f"cannot resume from {where}: it was saved with a different "
+    if shape and is_growth(meta, cfg):
+        fix = ("to grow the vocabulary deliberately, start from its weights: checkpoint.init_from=<it> (not "
+               "resume) with checkpoint.allow_vocab_growth=true" if not init else
+               "--set checkpoint.allow_vocab_growth=true if the growth is deliberate (new rows = the mean of the "
+               "old ones)")
+    raise CheckpointError(f"cannot {'initialise' if init else 'resume'} from {where}: it was saved with a different "
                           f"{'model shape' if shape else 'tokenizer'}: {'; '.join(found)} — fix: {fix}")

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
 
+import contextlib
+import logging
 import random
 import shutil
 import types
@@ -89,7 +91,8 @@ def _sharded_state(model: List, optimizer, is_loading: bool, with_rng: bool, rng
 
 
 def save(root: str, step: int, model: List, optimizer, scheduler, consumed_samples: int, meta_extra: dict,
-         faults=None, async_queue=None, on_published: Optional[Callable[[int, Path], None]] = None) -> None:
+         faults=None, async_queue=None, on_published: Optional[Callable[[int, Path], None]] = None,
+         needed_bytes: Optional[int] = None) -> None:
     """Save everything for `step` crash-safely, then call `on_published(step, directory)`. Collective.
 
     With `async_queue` (megatron's AsyncCallsQueue) the tensors are written by a forked process while training
@@ -98,6 +101,7 @@ def save(root: str, step: int, model: List, optimizer, scheduler, consumed_sampl
     """
     import torch.distributed as dist
     from megatron.core import dist_checkpointing
+    from torch.distributed.checkpoint.api import CheckpointException
 
     root = Path(root)
     if dist.get_rank() == 0:
@@ -123,20 +127,53 @@ def save(root: str, step: int, model: List, optimizer, scheduler, consumed_sampl
 
     if async_queue is None:
         try:
-            dist_checkpointing.save(state, str(tmp))
-        except Exception as err:             # torch DCP gathers a failed write (a full disk) onto every rank
-            if dist.get_rank() == 0:
+            with _quiet_writer_log():
+                dist_checkpointing.save(state, str(tmp))
+        except (Exception, CheckpointException) as err:   # DCP gathers a failed write (a full disk) onto every
+            if dist.get_rank() == 0:                        # rank, as a CheckpointException: a BaseException
                 shutil.rmtree(tmp, ignore_errors=True)
-            cause = next((line.strip() for line in str(err).splitlines() if "Errno" in line),
-                         str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
-            raise CheckpointError(f"saving step {step} to {root} failed: {cause[:200]} — the partial save was removed"
-                                  f" and the last checkpoint is intact — fix: free space or set checkpoint.dir"
-                                  f" elsewhere") from None
+            raise CheckpointError(_save_failure(err, root, step, needed_bytes)) from None
         publish()
     else:
         request = dist_checkpointing.save(state, str(tmp), async_sharded_save=True)
         request.add_finalize_fn(publish)
         async_queue.schedule_async_request(request)
+
+
+@contextlib.contextmanager
+def _quiet_writer_log():
+    """megatron's writer logs each worker's failure before raising; the raise becomes our one line (the log
+    comes back with MYLLM_DEBUG=1)."""
+    from myllm_mc.errors import debug_enabled
+    log = logging.getLogger("megatron.core.dist_checkpointing.strategies.filesystem_async")
+    level = log.level
+    if not debug_enabled():
+        log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _save_failure(err: BaseException, root: Path, step: int, needed_bytes: Optional[int]) -> str:
+    """One line for a failed save (called after the partial save is removed).
+
+    A full disk shows up as `[Errno 28]`, or — when torch's zip writer hits it — as "unexpected pos A vs B" (the
+    write came up short and the error was lost), so free space is measured too: less than needed is a full disk.
+    """
+    from .space import free_bytes
+    text = str(err)
+    free = free_bytes(root)
+    full = "[Errno 28]" in text or "unexpected pos" in text or (needed_bytes is not None and free < needed_bytes)
+    tail = (" — the partial save was removed and the last checkpoint is intact — fix: free space, lower "
+            "checkpoint.keep_last, or set checkpoint.dir elsewhere")
+    if full:
+        needs = f"needs ~{needed_bytes / 2**20:,.1f} MiB, " if needed_bytes else ""
+        return f"no space left in {root} while saving step {step} ({needs}{free / 2**20:,.1f} MiB free){tail}"
+    errno_line = next((line for line in text.splitlines() if "[Errno" in line), None)
+    cause = (errno_line[errno_line.index("[Errno"):].strip() if errno_line else
+             text.strip().splitlines()[0] if text.strip() else type(err).__name__)
+    return f"saving step {step} to {root} failed: {cause[:200]}{tail}"
 
 
 def _prepare_distributed_optimizer_for_load(optimizer) -> None:

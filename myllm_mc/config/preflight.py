@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import List, Tuple
 
 from .loader import ConfigError
@@ -88,6 +89,11 @@ def check_checkpoint(cfg: Config) -> None:
         candidate = resolve_resume(c.resume, c.dir, verify=False)   # checksums: verified by the run itself
         if candidate is not None:
             compat.check(read_meta(candidate), cfg, candidate)
+        elif c.init_from and Path(c.init_from).exists():       # a missing one: the run says so
+            from myllm_mc.checkpoint import is_complete, resolve_weights
+            weights = resolve_weights(c.init_from)
+            if is_complete(weights):
+                compat.check(read_meta(weights), cfg, weights, init=True)
     except (CheckpointError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from None
 

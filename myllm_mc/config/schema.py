@@ -117,6 +117,7 @@ class CheckpointConfig:
     resume: Optional[str] = None        # None, "auto" (latest under dir) or a path
     init_from: Optional[str] = None     # model weights only (any layout), when not resuming: fine-tuning, parity
     allow_tokenizer_change: bool = False   # resume although data.tokenizer differs from the checkpoint's
+    allow_vocab_growth: bool = False   # init_from a checkpoint with fewer tokens: copy its rows, new = mean
 
 
 @dataclass(frozen=True)

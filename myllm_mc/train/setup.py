@@ -55,8 +55,14 @@ def setup_state(cfg: Config, echo=print, runtime=None) -> TrainState:
         on_rank0(lambda: compat.check(checkpoint.read_meta(resume_from), cfg, resume_from))
     chunks = build_model(cfg)
     if resume_from is None and cfg.checkpoint.init_from:
-        checkpoint.load_model(chunks, str(checkpoint.resolve_weights(cfg.checkpoint.init_from)))
-        echo(f"initialised weights from {cfg.checkpoint.init_from}")
+        from myllm_mc.checkpoint import vocab_growth
+        weights = checkpoint.resolve_weights(cfg.checkpoint.init_from)
+        if checkpoint.is_complete(weights):          # a training checkpoint records its shape and tokenizer
+            on_rank0(lambda: compat.check(checkpoint.read_meta(weights), cfg, weights, init=True))
+        grown = vocab_growth.load_model(chunks, str(weights), cfg.checkpoint.allow_vocab_growth)
+        echo(f"initialised weights from {cfg.checkpoint.init_from}" + (
+            f" (vocabulary grown from {grown[0]:,} to {grown[1]:,} rows; new rows = the mean of the old)"
+            if grown else ""))
     model = wrap_ddp(cfg, mixed_precision(cfg, chunks))
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)

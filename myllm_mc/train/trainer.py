@@ -193,7 +193,8 @@ class Trainer:
         meta = {"config": self.cfg.model.name, "tokens_seen": self.consumed_samples * self.cfg.model.seq_length,
                 "parameters": self._parameters, **self._compat}
         checkpoint.save_training_state(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
-                           self.consumed_samples, meta, self.faults, self.async_queue, self._published)
+                           self.consumed_samples, meta, self.faults, self.async_queue, self._published,
+                           needed_bytes=needed)
 
     def finish_pending_saves(self, blocking: bool = True) -> None:
         if self.async_queue is not None:

@@ -166,3 +166,73 @@ def test_a_full_disk_refuses_the_save_in_one_line_and_keeps_the_last_checkpoint(
         assert manifest.verify(mnt / "ckpt" / "step_0000002") == []
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_a_save_removes_the_partial_save_and_keeps_the_last_checkpoint(small_data,
+                                                                                                 two_checkpoints,
+                                                                                                 tmp_path):
+    """The same 1.6× tmpfs, but the free-space pre-check is lowered to 1 byte (MYLLM_DEBUG_SPACE_CHECK_BYTES, a
+    documented debug knob): the step-4 save starts and hits ENOSPC mid-write (torch's writer reports it as
+    "[Errno 28]" or as "unexpected pos A vs B"). One line says no space is left, where, the size needed (the step-2
+    manifest + 5 %) and the free space; exit 2; the partial save is gone; step 2 still verifies."""
+    root, _ = two_checkpoints
+    size = sum(f.stat().st_size for f in (root / "ckpt" / "step_0000002").rglob("*") if f.is_file())
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(size * 1.6)}", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        overrides = small_data["overrides"] + ["training.steps=6", "checkpoint.save_interval=2",
+                                               "checkpoint.keep_last=5", f"checkpoint.dir={mnt / 'ckpt'}",
+                                               f"logging.dir={tmp_path / 'logs'}"]
+        proc = myllm(train_args(overrides), env_extra={"MYLLM_DEBUG_SPACE_CHECK_BYTES": "1"})
+        out = finish(proc)
+        assert proc.returncode == 2, out[-3000:]
+        step2 = mnt / "ckpt" / "step_0000002"
+        needed = json.loads((step2 / manifest.MANIFEST_FILE).read_text())["bytes"] * 1.05
+        assert_short(out, f"no space left in {mnt / 'ckpt'} while saving step 4 (needs ~{int(needed) / 2**20:,.1f} "
+                     "MiB, ", "the partial save was removed",
+                     "the last checkpoint is intact", most=1)
+        assert "no space for a checkpoint" not in out                 # the pre-check did pass
+        assert sorted(p.name for p in (mnt / "ckpt").iterdir()) == ["latest", "step_0000002"]
+        assert (mnt / "ckpt" / "latest").read_text().strip() == "step_0000002"
+        assert manifest.verify(step2) == []
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_growing_the_vocabulary_is_refused_without_the_option_and_initialised_with_it(two_checkpoints, tmp_path,
+                                                                                      capsys):
+    """init_from the 512-token step-2 checkpoint into model.vocab_size=640: refused in one line without
+    checkpoint.allow_vocab_growth (and refused as a resume even with it); with it, the 512 old rows are
+    bit-exact, the 128 new ones the mean of the old, and `myllm train` runs a step from there."""
+    from myllm_mc.cli import main
+    from tests.helpers.torchrun import run_torchrun
+    ckpt, overrides = copy_run(two_checkpoints, tmp_path)
+    source = ckpt / "step_0000002"
+    grow = [o for o in overrides if not o.startswith(("checkpoint.dir", "model.vocab_size"))] + [
+        "model.vocab_size=640", f"checkpoint.init_from={source}", f"checkpoint.dir={tmp_path / 'grown'}"]
+    assert main(["config", "check", "configs/tiny.yaml", "--set", *grow]) == 2
+    assert_short(capsys.readouterr().err, "cannot initialise from", "model.vocab_size 512 → 640",
+                 "checkpoint.allow_vocab_growth=true", most=1)
+    assert main(["config", "check", "configs/tiny.yaml", "--set", *grow, "model.hidden_size=128",
+                 "checkpoint.allow_vocab_growth=true"]) == 2          # any other shape change: still refused
+    assert_short(capsys.readouterr().err, "model.hidden_size 64 → 128", most=1)
+    assert main(["config", "check", "configs/tiny.yaml", "--set", *overrides, "model.vocab_size=640",
+                 "checkpoint.resume=auto", "checkpoint.allow_vocab_growth=true"]) == 2
+    assert_short(capsys.readouterr().err, "cannot resume from", "checkpoint.init_from=<it> (not resume)", most=1)
+    allowed = grow + ["checkpoint.allow_vocab_growth=true"]
+    assert main(["config", "check", "configs/tiny.yaml", "--set", *allowed]) == 0
+    capsys.readouterr()
+
+    [result] = run_torchrun("tests/reliability/workers/vocab_growth.py", 1, [str(source), "512", *allowed])
+    assert result["shape"] == [640, 64]
+    assert result["old_rows_equal"] and result["new_rows_equal_mean"] and result["mean_norm"] > 0
+    assert result["messages"][-1] == (f"initialised weights from {source} (vocabulary grown from 512 to 640 rows; "
+                                      f"new rows = the mean of the old)")
+    out = finish(myllm(train_args([o.replace("training.steps=4", "training.steps=1") for o in allowed])))
+    assert "done: step 1/1" in out and "vocabulary grown from 512 to 640 rows" in out, out[-3000:]
