@@ -22,7 +22,7 @@ myllm generate configs/tiny.yaml --checkpoint runs/tiny/checkpoints --prompt "On
     --max-new-tokens 48 --temperature 0.8 --seed 1
 echo "   talk to it: myllm chat configs/tiny.yaml --checkpoint runs/tiny/checkpoints"
 echo "metrics: runs/tiny/metrics.jsonl, plot: runs/tiny/loss.png, TensorBoard: runs/tiny/tensorboard"
-echo "== 7. aligned responses: SFT on the shipped verifiable tasks (assistant-only loss, packed), from that checkpoint"
+echo "== 8. aligned responses: SFT on the shipped verifiable tasks (assistant-only loss, packed), from that checkpoint"
 myllm finetune sft configs/sft_tiny.yaml --nproc-per-node 2 --set align.epochs=null training.steps=40 \
     align.max_records=300 training.eval_interval=20
 echo "metrics: runs/sft_tiny/metrics.jsonl, plot: runs/sft_tiny/loss.png"
