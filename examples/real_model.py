@@ -67,19 +67,25 @@ def finetune(out: Path, steps: int, seq_length: int) -> Path:
     cfg["logging"].update(dir=str(out / "sft"), log_interval=1, tensorboard=False)
     sft_yaml = out / "sft.yaml"
     sft_yaml.write_text("# SFT of the imported model — written by examples/real_model.py\n" + yaml.safe_dump(cfg))
-    metrics = out / "sft" / "metrics.jsonl"
-    if metrics.exists():
-        metrics.unlink()
-    command = [sys.executable, "-m", "myllm_mc.cli", "finetune", "sft", str(sft_yaml)]
-    print("run:", " ".join(command[2:]), flush=True)
+    from myllm_mc.checkpoint.resolve import resolve_weights
+    from myllm_mc.checkpoint.store import find_latest
+
+    metrics, root = out / "sft" / "metrics.jsonl", out / "sft" / "checkpoints"
     start = time.perf_counter()
-    subprocess.run(command, check=True)
+    if find_latest(root) is not None and metrics.exists():
+        print(f"{root} already holds the fine-tuned model (delete {out / 'sft'} to run SFT again)")
+    else:
+        if metrics.exists():
+            metrics.unlink()
+        command = [sys.executable, "-m", "myllm_mc.cli", "finetune", "sft", str(sft_yaml)]
+        print("run:", " ".join(command[2:]), flush=True)
+        subprocess.run(command, check=True)
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
     losses = [r["loss"] for r in rows if r.get("kind") == "train"]
     if losses:
         print(f"SFT: {len(losses)} logged steps, loss {losses[0]:.3f} → {losses[-1]:.3f}"
               f" ({time.perf_counter() - start:.0f} s)")
-    return out / "sft" / "checkpoints"
+    return resolve_weights(str(root))
 
 
 def main() -> int:
