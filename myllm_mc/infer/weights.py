@@ -73,6 +73,7 @@ def load_weights(model, path) -> None:
         raise ConversionError(f"{path}: holds no {missing[0]} ({len(missing)} weights missing) — fix: pass the"
                               " config the checkpoint was trained with")
     loaded = dist_checkpointing.load(request, str(path))
+    loaded = {k: v for k, v in loaded.items() if k in request}   # drop a training checkpoint's common.pt state
     result = model.load_state_dict(loaded, strict=False)
     absent = [k for k in result.missing_keys if not k.endswith("_extra_state")]
     if absent or result.unexpected_keys:
