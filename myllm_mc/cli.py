@@ -61,6 +61,10 @@ def _quiet_third_party() -> None:
     # megatron-core 0.16.1 calls collectives that torch 2.13 deprecated, and reads `.grad` of non-leaf views
     warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"The \.grad attribute of a Tensor that is not a leaf Tensor")
+    # dist_checkpointing's own load path calls torch APIs that torch 2.13 deprecated (not ours to change)
+    warnings.filterwarnings("ignore", message=r"`load_state_dict` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"Please use DTensor instead and we are deprecating ShardedTensor",
+                            category=FutureWarning)
 
     logging.getLogger("megatron").setLevel(logging.WARNING)
     # "Building a BlendedDataset for a single MegatronDataset": a WARNING for the common one-corpus case
