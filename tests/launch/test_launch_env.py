@@ -3,6 +3,7 @@ launcher yields the same rank, world size, local rank and one rendezvous address
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,7 +111,8 @@ PROBE = ("import json; from myllm_mc.parallel import launch; i = launch.detect()
 
 
 def probes(output: str):
-    return sorted(json.loads(line[6:]) for line in output.splitlines() if line.startswith("PROBE "))
+    """Each task's PROBE record; mpirun may join two tasks' lines into one (their writes interleave)."""
+    return sorted(json.loads(record) for record in re.findall(r"PROBE (\[[^\]]*\])", output))
 
 
 def test_real_srun_and_mpirun_give_each_task_its_place(slurm, tmp_path):
