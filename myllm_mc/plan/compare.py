@@ -2,7 +2,7 @@
 
 Reads whatever RUN_DIR holds (pure Python, no torch):
   metrics.jsonl             training rows: tokens/s, step time, TFLOP/s, MFU (`myllm train`)
-  peak_memory.rank<R>.json  each rank's peak memory (train/metrics.py: CUDA allocator peak or CPU ru_maxrss)
+  peak_memory.rank<R>.json  each rank's peak memory (train/metrics.py: CUDA allocator peak or CPU peak resident set, VmHWM)
   sweep.json                `myllm benchmark --out RUN_DIR`: the run whose layout matches CONFIG
   checkpoint.dir (or RUN_DIR/checkpoints): the latest checkpoint's myllm_meta.json (parameters) and its size
   generate*.json            decode figures if a generate run wrote them: kv_cache_bytes + kv_tokens,
@@ -27,7 +27,7 @@ from .params import padded_vocab_size, parameter_breakdown
 
 MiB = 2**20
 # total resident set of a training process after its imports (python, torch, megatron-core, tensorboard,
-# matplotlib), measured on the reference CPU: what ru_maxrss contains besides the run's own memory
+# matplotlib), measured on the reference CPU: what the peak resident set contains besides the run's own memory
 RUNTIME_RESIDENT = 392 * MiB
 
 
@@ -159,7 +159,7 @@ def _memory_row(cfg, run_dir: Path, bench: Optional[dict], cpu: bool) -> Row:
                        f"CPU anonymous RSS above pre-run (benchmark); MiB: {terms}")
         peaks = [json.loads(f.read_text())["peak_bytes"] for f in run_dir.glob("peak_memory.rank*.json")]
         return Row("peak memory per device", predicted.total + RUNTIME_RESIDENT, max(peaks) if peaks else None, "B",
-                   f"CPU peak RSS (ru_maxrss) = runtime {RUNTIME_RESIDENT / MiB:.0f} + {terms}" if peaks
+                   f"CPU peak RSS (VmHWM) = runtime {RUNTIME_RESIDENT / MiB:.0f} + {terms}" if peaks
                    else "not measured (no peak_memory.rank*.json)")
     predicted = memory_per_gpu(cfg)
     peaks = ([bench["memory_max"]] if bench else

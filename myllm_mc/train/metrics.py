@@ -22,18 +22,29 @@ from .callbacks import Callback, Control, StepRecord
 
 
 def peak_memory_bytes() -> int:
-    """Peak memory of this process: CUDA allocator peak on GPU, max resident set size on CPU."""
+    """Peak memory of this process: CUDA allocator peak on GPU, peak resident set (VmHWM) on CPU.
+
+    Not `ru_maxrss`: Linux carries it across fork and exec, so a run launched from a large parent (pytest, a
+    notebook) would report the parent's peak. VmHWM belongs to this process's own address space.
+    """
     import torch
     if cuda_available():
         return int(torch.cuda.max_memory_allocated())
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024   # Linux reports KiB
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024          # reported in kB
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024   # no procfs: Linux reports KiB
 
 
 def write_peak_memory(out_dir) -> None:
     """This rank's peak memory as `peak_memory.rank<R>.json` (no collective: each rank writes its own file)."""
     from myllm_mc.parallel.launch import launcher_rank
     rank = launcher_rank()
-    measure = "CUDA allocator peak" if cuda_available() else "process peak resident set (ru_maxrss)"
+    measure = "CUDA allocator peak" if cuda_available() else "process peak resident set (VmHWM)"
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / f"peak_memory.rank{rank}.json").write_text(
         json.dumps({"rank": rank, "peak_bytes": peak_memory_bytes(), "measure": measure}))

@@ -33,3 +33,15 @@ def test_plan_compare_after_a_tiny_run(tiny_data, tmp_path):
     assert 0.75 <= rows["peak memory per device"]["ratio"] <= 1.25
     assert 0.75 <= rows["checkpoint size on disk"]["ratio"] <= 1.25
     assert rows["decode tokens/s"]["note"] == "not measured"
+
+
+def test_peak_memory_is_the_process_own_not_its_parents():
+    """ru_maxrss survives fork+exec: a child of a 1.5 GiB parent would report 1.5 GiB. VmHWM does not."""
+    code = ("import sys; sys.path.insert(0, %r); from myllm_mc.train.metrics import peak_memory_bytes; "
+            "print(peak_memory_bytes())" % str(REPO))
+    parent = ("import subprocess, sys; ballast = bytearray(1536 << 20); "
+              "print(subprocess.run([sys.executable, '-c', %r], capture_output=True, text=True, check=True).stdout)"
+              % code)
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=300, check=True)
+    child_peak = int(out.stdout.split()[-1])
+    assert 10 << 20 < child_peak < 1024 << 20, child_peak
