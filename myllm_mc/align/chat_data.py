@@ -239,3 +239,35 @@ def _last_reply_start(mask: List[int]) -> int:
     while start > 0 and mask[start - 1]:
         start -= 1
     return start
+
+
+@dataclass
+class Prompt:
+    record: dict                       # the JSONL object (task, answer, ... for the rewards)
+    ids: List[int]                     # rendered prompt, ending with <|im_start|>assistant\n
+
+
+def read_prompts(paths: Iterable[str], tokenizer, strict: bool = False, max_records: Optional[int] = None,
+                 max_tokens: Optional[int] = None, check=None) -> Tuple[List[Prompt], ReadStats]:
+    """GRPO/eval prompt records {"messages"|"prompt", ...}: rendered for generation. `check(record)` raises
+    ValueError for a record the rewards cannot score (counted and skipped like any bad record)."""
+    from myllm_mc.data.chat import encode_prompt, prompt_messages
+
+    stats = ReadStats()
+    out: List[Prompt] = []
+    for path, number, obj in read_jsonl(paths, stats, strict, max_records):
+        try:
+            messages = check_messages(prompt_messages(obj), need_assistant=False)
+            if messages[-1]["role"] == "assistant":
+                raise BadRecord("ends with an assistant turn (a prompt asks for one)")
+            if check is not None:
+                check(obj)
+            ids = encode_prompt(tokenizer, obj)
+            if max_tokens is not None and len(ids) > max_tokens:
+                raise BadRecord(f"prompt longer than {max_tokens} tokens")
+        except (BadRecord, ValueError, KeyError) as err:
+            reject(stats, strict, path, number, err if isinstance(err, BadRecord) else BadRecord(str(err)[:80]))
+            continue
+        out.append(Prompt(obj, ids))
+        stats.kept += 1
+    return out, stats

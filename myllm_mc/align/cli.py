@@ -1,8 +1,9 @@
-"""`myllm finetune sft|dpo CONFIG [--set k=v ...] [--nproc-per-node N] [--resume auto|PATH] [--strict]`.
+"""`myllm finetune sft|dpo|grpo CONFIG [--set k=v ...] [--nproc-per-node N] [--resume auto|PATH] [--strict]`.
 
 Starts from `checkpoint.init_from` (a pretrained checkpoint at any layout). Like `myllm train`: under a launcher it
 joins the process group; with `--nproc-per-node N` it starts torchrun itself after validating the config for N
-processes. Exit codes as for `myllm train` (0, 2 bad config, 3 non-finite, 75 preempted).
+processes. Exit codes as for `myllm train` (0, 2 bad config, 3 non-finite, 75 preempted); GRPO adds 4 (sampler and
+trainer log-probs drifted apart).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="myllm finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("method", choices=["sft", "dpo"])
+    parser.add_argument("method", choices=["sft", "dpo", "grpo"])
     add_config_arguments(parser)
     parser.add_argument("--nproc-per-node", type=int, default=None,
                         help="start this many local processes with torchrun (ignored under a launcher)")
@@ -37,6 +38,9 @@ def _check(cfg, method: str) -> None:
     check_align_layout(cfg, method)
     if method == "dpo" and not (cfg.align.reference or cfg.checkpoint.init_from):
         raise ConfigError("dpo needs a reference model — fix: set checkpoint.init_from (or align.reference)")
+    if method == "grpo":
+        from .grpo import check_grpo
+        check_grpo(cfg)
     if not cfg.checkpoint.init_from and not cfg.checkpoint.resume:
         print("warning: checkpoint.init_from is not set: fine-tuning a randomly initialised model", file=sys.stderr)
 
@@ -67,9 +71,10 @@ def main(argv) -> int:
     from myllm_mc.parallel.state import destroy
 
     from .dpo import run_dpo
+    from .grpo import run_grpo
     from .sft import run_sft
     try:
-        code = (run_sft if args.method == "sft" else run_dpo)(cfg).exit_code
+        code = {"sft": run_sft, "dpo": run_dpo, "grpo": run_grpo}[args.method](cfg).exit_code
     finally:
         destroy()
     if os.environ.get(EXIT_FILE_ENV) and code != 0:

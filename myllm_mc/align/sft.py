@@ -44,7 +44,7 @@ def check_align_layout(cfg: Config, method: str = "sft") -> None:
     if cfg.parallel.context > 1:
         raise ConfigError("parallel.context > 1: fine-tuning sequences carry a block-diagonal mask that context"
                           " parallelism does not split — fix: set parallel.context=1 (chat sequences are short)")
-    if cfg.align.packing and resolve_spec(cfg.model) == "te":
+    if method != "grpo" and cfg.align.packing and resolve_spec(cfg.model) == "te":
         raise ConfigError("align.packing=true with the Transformer Engine spec: TE's fused attention takes no"
                           " block-diagonal mask here — fix: set align.packing=false (or model.spec=local)")
     if not cfg.align.train:

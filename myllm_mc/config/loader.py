@@ -82,6 +82,14 @@ def _coerce(value: Any, tp, key: str) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key}: expected a string, got {value!r} — fix: quote it, e.g. --set {key}='{value}'")
+    if tp is dict or origin is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            out = {}
+            for k, v in value.items():
+                out[k] = _coerce(v, float, f"{key}.{k}")
+            return out
+        raise ConfigError(f"{key}: expected a mapping of names to numbers, got {value!r} — fix: e.g. "
+                          f"--set '{key}={{accuracy: 1.0, format: 0.2}}'")
     if tp is list or origin is list:
         if isinstance(value, list):
             return list(value)

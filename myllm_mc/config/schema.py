@@ -147,9 +147,37 @@ class PlanConfig:
     training_tokens: Optional[float] = None   # token budget; defaults to steps x tokens per step
 
 
+def _default_rewards() -> dict:
+    return {"accuracy": 1.0, "format": 0.2}
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """GRPO (`myllm finetune grpo`): rollouts, rewards, advantages and the clipped, KL-penalised loss.
+    align.train / align.valid name prompt JSONL files (data/tasks/prompts/*.jsonl). See docs/finetuning.md."""
+
+    group_size: int = 8                 # G completions per prompt; training.global_batch_size counts completions
+    max_new_tokens: int = 16            # per completion (a completion also ends at <|im_end|>)
+    temperature: float = 1.0            # sampling; the loss uses the model's own distribution (temperature 1)
+    top_p: float = 1.0
+    top_k: int = 0
+    rewards: dict = field(default_factory=_default_rewards)   # reward name → weight (data/tasks/rewards.py registry,
+    #                                                           or package.module:function)
+    scale_rewards: bool = True          # divide by the group's std; false = Dr. GRPO (mean-centred only)
+    drop_equal_groups: bool = True      # a group whose rewards are all equal carries no signal: out of the loss
+    epsilon: float = 0.2                # PPO clip: ratio kept in [1 - epsilon, 1 + epsilon_high]
+    epsilon_high: Optional[float] = None   # null = epsilon (DAPO's clip-higher sets e.g. 0.28)
+    beta: float = 0.04                  # KL(π‖π_ref) coefficient, k3 estimator; 0 = no reference model at all
+    loss_aggregation: Literal["token", "sequence", "constant"] = "token"   # see docs/finetuning.md (bias of each)
+    iterations: int = 1                 # optimizer steps per rollout batch (μ); >1 makes the clipped ratio matter
+    logprob_tolerance: float = 0.05     # stop when mean |log p_trainer − log p_sampler| exceeds this
+    eval_prompts: int = 64              # held-out prompts scored at the start, every training.eval_interval, the end
+    eval_samples: int = 4               # sampled replies per held-out prompt (at `temperature`) besides the greedy one
+
+
 @dataclass(frozen=True)
 class AlignConfig:
-    """Fine-tuning (`myllm finetune sft|dpo`): chat data, packing, epochs, DPO's beta. See docs/finetuning.md."""
+    """Fine-tuning (`myllm finetune sft|dpo|grpo`): chat data, packing, epochs, DPO's beta. See docs/finetuning.md."""
 
     train: list = field(default_factory=list)       # JSONL files: SFT {"messages"}; DPO {"prompt"|"messages", "chosen", "rejected"};
     #                                                 SFT also takes `tools/preprocess_data.py --chat` output prefixes
@@ -160,7 +188,8 @@ class AlignConfig:
     max_records: Optional[int] = None   # use only the first N records of each train file (tests, quick runs)
     beta: float = 0.1                   # DPO: strength of the KL constraint to the reference
     label_smoothing: float = 0.0        # DPO: conservative DPO (probability that a preference label is flipped)
-    reference: Optional[str] = None     # DPO: reference weights; default checkpoint.init_from
+    reference: Optional[str] = None     # DPO/GRPO: reference weights; default checkpoint.init_from
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
 
 
 @dataclass(frozen=True)

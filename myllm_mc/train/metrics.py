@@ -84,7 +84,8 @@ class MetricsLogger(Callback):
         row = {"kind": "valid", "step": step, **metrics}
         self.history.append(row)
         extra = "".join(f" {k} {v:.4g}" for k, v in metrics.items() if k not in ("loss", "ppl"))
-        self.echo(f"[valid] step {step}: loss {metrics['loss']:.4f} ppl {metrics['ppl']:.2f}{extra}")
+        head = f" loss {metrics['loss']:.4f} ppl {metrics['ppl']:.2f}" if "loss" in metrics else ""
+        self.echo(f"[valid] step {step}:{head}{extra}")
         self._write_row(row)
 
     def on_train_end(self, trainer) -> None:
@@ -157,7 +158,7 @@ def plot_losses(history: List[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     train = [r for r in history if r["kind"] == "train"]
-    valid = [r for r in history if r["kind"] == "valid"]
+    valid = [r for r in history if r["kind"] == "valid" and "loss" in r]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", color="tab:blue")
     if valid:
