@@ -1,6 +1,6 @@
 """SFT and DPO end to end on megatron-core: learning, layout parity, bit-exact resume, DPO's known values.
 
-Two torchrun launches (CI has 2 cores): a 1-process reference (pretrains a tiny model on the shipped corpus,
+Two torchrun launches (CI has 2 cores; the `runs` fixture in conftest.py, shared with test_grpo_runs.py): a 1-process reference (pretrains a tiny model on the shipped corpus,
 measures greedy accuracy on held-out format problems before/after SFT, and runs SFT at DP=1 with accumulation),
 then one 2-process launch with every 2-rank layout and the DPO runs. The model is a 2-layer, 128-wide variant
 of the tiny preset, so the whole module stays within the CI budget.
@@ -11,16 +11,6 @@ import math
 
 import pytest
 
-from tests.helpers.torchrun import run_torchrun
-
-
-@pytest.fixture(scope="module")
-def runs(tiny_data, tmp_path_factory):
-    work = tmp_path_factory.mktemp("finetune")
-    args = ["--work", str(work), "--overrides", json.dumps(tiny_data)]
-    reference = run_torchrun("tests/align/workers/finetune.py", 1, ["--mode", "reference", *args], timeout=900)
-    layouts = run_torchrun("tests/align/workers/finetune.py", 2, ["--mode", "layouts", *args], timeout=900)
-    return reference[0], layouts
 
 
 @pytest.mark.slow

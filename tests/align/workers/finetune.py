@@ -3,8 +3,11 @@
     --mode reference (1 process): pretrain 30 steps on the shipped corpus → `pre`; greedy accuracy on held-out
                      format problems before and after SFT (100 steps → `sft`); SFT DP=1 with 2× accumulation
                      (5 steps) as the parity reference
+                     then GRPO from `sft` (tests/align/workers/grpo.py): two seeds, and one step at DP=1 with
+                     accumulation
     --mode layouts   (2 processes): SFT at DP=2 (6 steps, save at 3), TP=2, PP=2 (5 steps); SFT DP=2 resumed at
-                     step 3; DPO at DP=2 from `sft` (30 steps, held-out eval every 10) and at TP=2 (5 steps)
+                     step 3; DPO at DP=2 from `sft` (30 steps, held-out eval every 10) and at TP=2 (5 steps);
+                     GRPO's first step at DP=2 and TP=2
 Each run reports its per-step losses (and DPO metrics); weights digests prove resumes bit-exact.
 """
 
@@ -31,7 +34,7 @@ class Recorder(Callback):
             trainer.evaluate()              # held-out metrics of the starting model (collective)
 
     def on_step_end(self, trainer, record, control):
-        self.metrics.append(dict(record.extra.get("metrics", {}), loss=record.loss,
+        self.metrics.append(dict(record.extra.get("metrics", {}), loss=record.loss, grad_norm=record.grad_norm,
                                  tokens_per_s=record.tokens / max(record.step_time, 1e-9)))
 
     def on_eval_end(self, trainer, step, metrics):
@@ -51,10 +54,11 @@ def run(kind, overrides, world):
     from myllm_mc.align.dpo import run_dpo
     from myllm_mc.align.sft import run_sft
     from myllm_mc.train.run import run_training
+    from myllm_mc.align.grpo import run_grpo
     rec = Recorder(eval_at_start=kind == "dpo")
-    config = "configs/tiny.yaml" if kind == "pretrain" else "configs/sft_tiny.yaml"
+    config = {"pretrain": "configs/tiny.yaml", "grpo": "configs/grpo_tiny.yaml"}.get(kind, "configs/sft_tiny.yaml")
     cfg = load(config, SMALL + overrides, world_size=world)
-    result = {"pretrain": run_training, "sft": run_sft, "dpo": run_dpo}[kind](cfg, extra_callbacks=[rec])
+    result = {"pretrain": run_training, "sft": run_sft, "dpo": run_dpo, "grpo": run_grpo}[kind](cfg, extra_callbacks=[rec])
     return {"losses": result.losses, "metrics": rec.metrics, "valid": rec.valid, "digest": rec.digest,
             "checkpoint": result.last_checkpoint, "exit_code": result.exit_code}
 
@@ -106,6 +110,11 @@ def dpo_runs(data, w):
     return dp2, tp2
 
 
+def grpo_runs(data, w, world):
+    from tests.align.workers.grpo import grpo_runs as runs
+    return {f"grpo_{name}": result for name, result in runs(data, w, world).items()}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=["reference", "layouts"], required=True)
@@ -140,6 +149,7 @@ def main():
             f"logging.dir={w}/sft-log"], 1)
         out["after"] = greedy_accuracy(data, f"{w}/sft", held_out)
         out["dp1_accum2"] = run("sft", parity + ["checkpoint.dir=null"], 1)
+        out.update(grpo_runs(data, w, 1))
     else:
         out["dp2"] = run("sft", parity + ["training.steps=6", "checkpoint.save_interval=3",
                                           f"checkpoint.dir={w}/sft_dp2", f"logging.dir={w}/sft_dp2-log"], 2)
@@ -148,6 +158,7 @@ def main():
         out["tp2"] = run("sft", parity + ["parallel.tensor=2", "checkpoint.dir=null"], 2)
         out["pp2"] = run("sft", parity + ["parallel.pipeline=2", "checkpoint.dir=null"], 2)
         out["dpo_dp2"], out["dpo_tp2"] = dpo_runs(data, w)
+        out.update(grpo_runs(data, w, 2))
     from myllm_mc.parallel.state import destroy
     write_result(out)
     destroy()
