@@ -30,7 +30,8 @@ def grpo_runs(data, w, world, seeds=(1, 2), steps=STEPS, extra=()):
     from tests.align.workers.finetune import run
     # two optimizer steps on one rollout: the second step's ratio is not 1, so its loss depends on the first update
     first = data + GRPO + list(extra) + [f"checkpoint.init_from={w}/sft", "training.steps=2", "training.eval_interval=0",
-                                         "align.grpo.eval_prompts=0", "align.grpo.iterations=2"]
+                                         "align.grpo.eval_prompts=0", "align.grpo.iterations=2",
+                                         "schedule.warmup_steps=0"]     # step 1 must move the weights
     out = {}
     if world == 1:
         for seed in seeds:
@@ -57,7 +58,7 @@ def main():
     import torch.distributed as dist  # noqa: F401
     import os
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    out = grpo_runs(json.loads(args.overrides), args.work, world, [int(s) for s in args.seeds.split(",")],
+    out = grpo_runs(json.loads(args.overrides), args.work, world, [int(s) for s in args.seeds.split(",") if s],
                     args.steps, json.loads(args.extra))
     from myllm_mc.parallel.state import destroy
     write_result(out)
