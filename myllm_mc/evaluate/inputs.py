@@ -147,7 +147,8 @@ def task_records(names: str, limit: Optional[int] = None) -> List[dict]:
     wanted = known if names.strip() == "all" else [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in known]
     if unknown or not wanted:
-        raise EvalError(f"unknown task {', '.join(unknown) or names!r} — fix: --tasks all or a comma list of "
+        named = ", ".join(unknown) if unknown else repr(names)
+        raise EvalError(f"unknown task {named} — fix: --tasks all or a comma list of "
                         f"{', '.join(known) or '(none shipped: run python tools/build_tasks.py)'}")
     if limit is not None and limit < 1:
         raise EvalError(f"--limit {limit}: must be at least 1 — fix: e.g. --limit 50")
