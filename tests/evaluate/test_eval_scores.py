@@ -71,7 +71,7 @@ def test_perplexity_is_exp_of_the_training_loss_and_bits_per_byte_counts_utf8_by
 def test_an_indexed_dataset_scores_the_same_stream_and_bytes_as_its_text(eval_model, eval_tokenizer, sample_texts,
                                                                          tmp_path):
     from myllm_mc.data.preprocess import preprocess
-    from myllm_mc.evaluate.inputs import data_source, text_source
+    from myllm_mc.evaluate.inputs import data_source, text_source, valid_source
 
     path, docs = sample_texts
     preprocess([path], str(tmp_path / "docs"), eval_model["tokenizer"], workers=0, progress=False)
@@ -79,6 +79,14 @@ def test_an_indexed_dataset_scores_the_same_stream_and_bytes_as_its_text(eval_mo
     text = text_source(str(path), eval_tokenizer)
     assert indexed.stream == text.stream and indexed.nbytes == text.nbytes and indexed.documents == 6
     assert data_source(str(tmp_path / "docs_text_document"), eval_tokenizer, max_documents=2).documents == 2
+    # --valid: the documents megatron's split gives the validation part (split 4,2,0: the last two of six)
+    cfg = model_cfg(eval_model, f"data.blend=[{tmp_path / 'docs_text_document'}]", "data.split=4,2,0")
+    valid = valid_source(cfg, eval_tokenizer)
+    last_two = [eval_tokenizer.eod]
+    for d in docs[4:6]:
+        last_two += eval_tokenizer.encode(d) + [eval_tokenizer.eod]
+    assert valid.stream == last_two and valid.documents == 2
+    assert valid.nbytes == sum(len(d.encode("utf-8")) for d in docs[4:6])
 
 
 FACTS = [("The river in the north is", " cold and fast."), ("My neighbour keeps", " three grey geese."),
