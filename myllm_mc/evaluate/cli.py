@@ -22,7 +22,8 @@ PROG = "myllm eval"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     parser.add_argument("--checkpoint", action="append", default=[],
                         help="checkpoint.dir of a run or one step directory (repeat to compare)")
@@ -35,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-documents", type=int, default=None, help="score only the first N documents")
     parser.add_argument("--tasks", help="task accuracy: all, or a comma list (e.g. arithmetic,format)")
     parser.add_argument("--limit", type=int, default=None, help="first N prompts of each task")
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="greedy tokens per task answer")
-    parser.add_argument("--mc", help="multiple-choice JSONL: {\"context\": str, \"choices\": [str, ...], \"gold\": int}")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="greedy tokens per task answer (the"
+                        " longest shipped answers, corpus_next_verse, are ~60 tokens; decoding stops at <|im_end|>)")
+    parser.add_argument("--mc", help='multiple-choice JSONL: {"context": str, "choices": [str, ...], "gold": int}')
     parser.add_argument("--mc-limit", type=int, default=None, help="first N valid multiple-choice questions")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass / requests decoded"
                         " together")
@@ -119,8 +121,8 @@ def main(argv) -> int:
     return _run(args, cfg, tokenizer, checkpoints, source, records, mc)
 
 
-def evaluate_model(model, tokenizer, cfg, source, records, mc, batch_size: int = 8, max_new_tokens: int = 32,
-                   label: str = "") -> dict:
+def evaluate_model(model, tokenizer, cfg, source, records, mc, batch_size: int = 8,
+                   max_new_tokens: int = 64, label: str = "") -> dict:
     """Every requested figure of one loaded model (the library entry point the CLI and tests share)."""
     from .multiple_choice import score_choices
     from .perplexity import score_stream
@@ -130,7 +132,8 @@ def evaluate_model(model, tokenizer, cfg, source, records, mc, batch_size: int =
     model.eval()
     seq = cfg.model.seq_length
     if source is not None:
-        scored = score_stream(model, source.stream, seq, source.nbytes, batch_size, _Progress(f"{label}perplexity windows"))
+        scored = score_stream(model, source.stream, seq, source.nbytes, batch_size,
+                              _Progress(f"{label}perplexity windows"))
         result["perplexity"] = {"source": source.name, "documents": source.documents, "seq_length": seq,
                                 **scored.as_dict()}
     if mc is not None:

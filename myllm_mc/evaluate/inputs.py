@@ -80,7 +80,8 @@ def _indexed(prefix: str):
     prefix = prefix.removesuffix(".bin").removesuffix(".idx")
     missing = [f"{prefix}{ext}" for ext in (".bin", ".idx") if not os.path.isfile(f"{prefix}{ext}")]
     if missing:
-        raise EvalError(f"{' and '.join(missing)} not found — fix: pass the --output-prefix of tools/preprocess_data.py"
+        raise EvalError(f"{' and '.join(missing)} not found — fix: pass the --output-prefix of"
+                        " tools/preprocess_data.py"
                         " plus _text_document (e.g. runs/data/corpus_text_document)")
     return prefix, IndexedDataset(prefix)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional
 
 
-def task_accuracy(generator, records: List[dict], max_new_tokens: int = 32,
+def task_accuracy(generator, records: List[dict], max_new_tokens: int = 64,
                   progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, dict]:
     """{task: {"correct", "total", "accuracy", "format_ok", "format"}} plus "all"; prompts that do not fit the
     context with room for one token are counted as wrong and listed under "too_long"."""

@@ -95,6 +95,8 @@ def test_eval_two_checkpoints_writes_the_report_and_the_table(eval_model, sample
             "MC accuracy (byte-normalised)"} <= set(rows)
     assert rows["perplexity"] == [f"{a['perplexity']['perplexity']:.3f}", f"{b['perplexity']['perplexity']:.3f}"]
     assert rows["MC questions"] == ["2", "2"]
+    assert "[1] perplexity windows: 1/1" in done.stderr and "[2] task prompts: 4/4" in done.stderr   # progress
+    assert "multiple choice: 2 questions from" in done.stderr and "skipped 1 malformed (1 malformed_json)" in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("eval: 2 checkpoint(s) in ") and f"report {out}" in last
     print("\n".join(table))

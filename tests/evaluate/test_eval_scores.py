@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -102,7 +101,8 @@ def _train(chunk, tokenizer, steps=40):
     labels = torch.zeros_like(tokens)
     mask = torch.zeros(len(rows), width)
     for i, r in enumerate(rows):
-        tokens[i, :len(r) - 1], labels[i, :len(r) - 1], mask[i, :len(r) - 1] = torch.tensor(r[:-1]), torch.tensor(r[1:]), 1
+        n = len(r) - 1
+        tokens[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r[:-1]), torch.tensor(r[1:]), 1
     chunk.train()
     opt = torch.optim.Adam(chunk.parameters(), lr=3e-3)
     positions = torch.arange(width)[None].expand(len(rows), -1)
