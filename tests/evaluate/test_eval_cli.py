@@ -69,7 +69,7 @@ def test_eval_two_checkpoints_writes_the_report_and_the_table(eval_model, sample
     env.setdefault("OMP_NUM_THREADS", "2")
     done = subprocess.run(
         [sys.executable, "-m", "myllm_mc.cli", "eval", "configs/tiny.yaml", "--set", *eval_model["overrides"],
-         "--checkpoint", eval_model["checkpoint"], "--checkpoint", eval_model["checkpoint_b"], "--text", str(path),
+         "--checkpoint", eval_model["checkpoint"], "--compare", eval_model["checkpoint_b"], "--text", str(path),
          "--tasks", "arithmetic,format", "--limit", "2", "--max-new-tokens", "4", "--mc", str(mc), "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -95,8 +95,9 @@ def test_eval_two_checkpoints_writes_the_report_and_the_table(eval_model, sample
             "MC accuracy (byte-normalised)"} <= set(rows)
     assert rows["perplexity"] == [f"{a['perplexity']['perplexity']:.3f}", f"{b['perplexity']['perplexity']:.3f}"]
     assert rows["MC questions"] == ["2", "2"]
-    assert "[1] perplexity windows: 1/1" in done.stderr and "[2] task prompts: 4/4" in done.stderr   # progress
-    assert "multiple choice: 2 questions from" in done.stderr and "skipped 1 malformed (1 malformed_json)" in done.stderr
+    assert "[1] perplexity windows: 10/10" in done.stderr and "[2] task prompts: 4/4" in done.stderr   # progress
+    assert "multiple choice: 2 questions from" in done.stderr
+    assert "skipped 1 malformed (1 malformed_json)" in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("eval: 2 checkpoint(s) in ") and f"report {out}" in last
     print("\n".join(table))
