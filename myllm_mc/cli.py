@@ -21,6 +21,8 @@ STAGES = [
     ("train", "myllm_mc.train.cli:main", "pretrain on megatron-core with any parallel layout"),
     ("checkpoint", "myllm_mc.checkpoint.cli:main", "inspect a checkpoint (`checkpoint inspect DIR`)"),
     ("finetune", "myllm_mc.align.cli:main", "SFT, DPO and GRPO on a pretrained checkpoint"),
+    ("eval", "myllm_mc.evaluate.cli:main",
+     "perplexity, bits per byte, task accuracy, multiple-choice log-likelihood; compare checkpoints"),
     ("generate", "myllm_mc.infer.generate_cli:main", "prefill + decode with a KV cache, sampling"),
     ("chat", "myllm_mc.infer.chat_cli:main", "talk to a checkpoint in the terminal (chat template, streaming)"),
     ("export", "myllm_mc.infer.export_cli:main", "convert checkpoints (HF safetensors, GGUF), quantize"),
