@@ -24,6 +24,9 @@ def main(argv) -> int:
                         help="hf: f32 (default), f16, bf16; gguf: f32, f16 (default), bf16, q8_0, q4_0")
     parser.add_argument("--tokenizer", default=None, help="tokenizer.json (default: the config's data.tokenizer)")
     parser.add_argument("--max-shard-size", type=float, default=2.0, help="HF: GiB per safetensors file")
+    parser.add_argument("--check", action="store_true",
+                        help="load the export with transformers (hf) or llama.cpp (gguf) and compare it with the "
+                             "checkpoint on held-out text: perplexity, top-1 agreement (exit 1 below the type's floor)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     cfg = load(args.config, args.overrides, world_size=1)
@@ -40,4 +43,12 @@ def main(argv) -> int:
         print(f"myllm export: {err}", file=sys.stderr)
         return 2
     print(result.summary())
+    if args.check:
+        from .export_check import ExportMismatch, check_export
+        fmt = args.type or ("f32" if args.format == "hf" else "f16")
+        try:
+            print(check_export(cfg, args.checkpoint, args.format, args.out, fmt))
+        except ExportMismatch as err:
+            print(f"myllm export: {err}", file=sys.stderr)
+            return 1
     return 0

@@ -1,0 +1,85 @@
+"""`myllm export hf|gguf ... --check`: the exported model against the checkpoint it came from, once, on held-out
+text of the shipped corpus — the file is loaded by the program users will load it with (`transformers` for HF,
+llama.cpp for GGUF), never by our own reader.
+
+One line: perplexity of both, their relative difference, top-1 agreement and the largest logit difference. The
+export is refused (exit 1, the files are kept for inspection) when top-1 agreement falls below the type's floor:
+f32 must agree everywhere it is not a near-tie; f16/bf16 and the 8-bit type nearly everywhere; 4-bit types are
+lossy by design and only have to stay recognisably the same model.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import List
+
+import numpy as np
+
+CORPUS = Path(__file__).resolve().parents[2] / "data" / "corpus.jsonl.zst"     # the shipped corpus (its end)
+TOP1_FLOOR = {"f32": 0.99, "f16": 0.97, "bf16": 0.95, "q8_0": 0.95, "q4_0": 0.75, "q4_1": 0.75}
+
+
+class ExportMismatch(RuntimeError):
+    """The exported model does not reproduce the checkpoint; the message is one line."""
+
+
+def _ours(cfg, checkpoint: str, windows: List[List[int]]) -> List[np.ndarray]:
+    import torch
+
+    from myllm_mc.checkpoint import resolve_weights
+
+    from .weights import build_single, load_weights, logits, single_process
+
+    model = build_single(single_process(cfg))
+    load_weights(model, resolve_weights(checkpoint))
+    return [logits(model, torch.tensor([w]))[0, :, :cfg.model.vocab_size].numpy() for w in windows]
+
+
+def _hf(path: Path, windows: List[List[int]], vocab: int) -> List[np.ndarray]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    with torch.no_grad():
+        return [model(torch.tensor([w])).logits[0, :, :vocab].float().numpy() for w in windows]
+
+
+def _gguf(path: Path, windows: List[List[int]], vocab: int) -> List[np.ndarray]:
+    from llama_cpp import Llama
+
+    from .quant_report import _llama_logits
+
+    llm = Llama(model_path=str(path), n_ctx=max(len(w) for w in windows) + 8, logits_all=True, verbose=False,
+                n_threads=2, seed=0)
+    try:
+        return [_llama_logits(llm, w)[:, :vocab] for w in windows]
+    finally:
+        del llm
+
+
+def check_export(cfg, checkpoint: str, kind: str, path, fmt: str, windows: int = 2, length: int = 128,
+                 corpus: Path = CORPUS) -> str:
+    """Compare; return the one-line report or raise ExportMismatch."""
+    from myllm_mc.data.tokenizer import Tokenizer
+
+    from .quant_report import _nll, heldout_windows
+
+    tokenizer = Tokenizer(cfg.data.tokenizer)
+    data = heldout_windows(tokenizer, windows, min(length, cfg.model.seq_length), corpus)
+    vocab = cfg.model.vocab_size
+    ours = _ours(cfg, checkpoint, data)
+    theirs = (_hf if kind == "hf" else _gguf)(Path(path), data, vocab)
+    ours_nll = float(np.concatenate([_nll(o, w) for o, w in zip(ours, data)]).mean())
+    their_nll = float(np.concatenate([_nll(t, w) for t, w in zip(theirs, data)]).mean())
+    agree = sum(int((t.argmax(-1) == o.argmax(-1)).sum()) for t, o in zip(theirs, ours)) / sum(len(w) for w in data)
+    worst = max(float(np.abs(t - o).max()) for t, o in zip(theirs, ours))
+    program = "transformers" if kind == "hf" else "llama.cpp"
+    line = (f"check ({program}, {fmt}, {sum(len(w) for w in data)} held-out tokens): perplexity "
+            f"{math.exp(their_nll):.3f} vs ours {math.exp(ours_nll):.3f} ({math.exp(their_nll - ours_nll) - 1:+.3%}),"
+            f" top-1 agreement {agree:.2%}, max |Δ logit| {worst:.2e}")
+    floor = TOP1_FLOOR.get(fmt, 0.75)
+    if agree < floor:
+        raise ExportMismatch(f"{line} — below the {floor:.0%} floor for {fmt}: the export does not reproduce the "
+                             f"checkpoint (the files are kept at {path} for inspection)")
+    return line
