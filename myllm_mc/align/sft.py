@@ -64,6 +64,8 @@ def build_sft_data(cfg: Config, tokenizer, echo=print):
     """(config with training.steps set, train arrays, valid arrays or None). Deterministic: every rank builds it."""
     import dataclasses
 
+    import numpy as np
+
     a, seq = cfg.align, cfg.model.seq_length
     conversations, stats = read_sft_sources(a.train, tokenizer, a.strict, a.max_records)
     stats.truncated = sum(len(c.ids) > seq + 1 for c in conversations)
@@ -87,7 +89,7 @@ def build_sft_data(cfg: Config, tokenizer, echo=print):
             need = cfg.training.eval_steps * cfg.training.global_batch_size
             if len(valid["tokens"]) < need:                 # repeat the held-out set to fill the eval batches
                 reps = -(-need // len(valid["tokens"]))
-                valid = {k: __import__("numpy").concatenate([v] * reps) for k, v in valid.items()}
+                valid = {k: np.concatenate([v] * reps) for k, v in valid.items()}
     return cfg, train, valid
 
 

@@ -6,7 +6,6 @@ then one 2-process launch with every 2-rank layout and the DPO runs. The model i
 of the tiny preset, so the whole module stays within the CI budget.
 """
 
-import json
 import math
 
 import pytest

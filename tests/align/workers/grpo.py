@@ -55,7 +55,6 @@ def main():
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--extra", default="[]", help="JSON list of further GRPO overrides")
     args = parser.parse_args()
-    import torch.distributed as dist  # noqa: F401
     import os
     world = int(os.environ.get("WORLD_SIZE", "1"))
     out = grpo_runs(json.loads(args.overrides), args.work, world, [int(s) for s in args.seeds.split(",") if s],
