@@ -52,10 +52,7 @@ def _gguf(path: Path, windows: List[List[int]], vocab: int) -> List[np.ndarray]:
 
     llm = Llama(model_path=str(path), n_ctx=max(len(w) for w in windows) + 8, logits_all=True, verbose=False,
                 n_threads=2, seed=0)
-    try:
-        return [_llama_logits(llm, w)[:, :vocab] for w in windows]
-    finally:
-        del llm
+    return [_llama_logits(llm, w)[:, :vocab] for w in windows]
 
 
 def check_export(cfg, checkpoint: str, kind: str, path, fmt: str, windows: int = 2, length: int = 128,

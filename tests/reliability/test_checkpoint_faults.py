@@ -4,6 +4,7 @@ cause, and that the last good checkpoint survives (its manifest verifies)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -141,11 +142,9 @@ def test_resume_with_another_model_shape_or_tokenizer_is_refused_in_one_line(two
                  "checkpoint.allow_tokenizer_change=true"]) == 0
 
 
-@pytest.mark.slow
-def test_a_full_disk_refuses_the_save_in_one_line_and_keeps_the_last_checkpoint(small_data, two_checkpoints,
-                                                                                tmp_path):
-    """A tmpfs 1.6× the size of one checkpoint holds the step-2 save but not a second one next to it: the step-4
-    save is refused in one line before writing anything, and the step-2 checkpoint still verifies."""
+@contextlib.contextmanager
+def _tmpfs_for_one_more_checkpoint(two_checkpoints, tmp_path):
+    """A tmpfs 1.6× the size of the step-2 checkpoint (skips where mounting is not allowed), unmounted after."""
     root, _ = two_checkpoints
     size = sum(f.stat().st_size for f in (root / "ckpt" / "step_0000002").rglob("*") if f.is_file())
     mnt = tmp_path / "mnt"
@@ -155,6 +154,17 @@ def test_a_full_disk_refuses_the_save_in_one_line_and_keeps_the_last_checkpoint(
     if mounted.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_refuses_the_save_in_one_line_and_keeps_the_last_checkpoint(small_data, two_checkpoints,
+                                                                                tmp_path):
+    """A tmpfs 1.6× the size of one checkpoint holds the step-2 save but not a second one next to it: the step-4
+    save is refused in one line before writing anything, and the step-2 checkpoint still verifies."""
+    with _tmpfs_for_one_more_checkpoint(two_checkpoints, tmp_path) as mnt:
         overrides = small_data["overrides"] + ["training.steps=6", "checkpoint.save_interval=2",
                                                "checkpoint.keep_last=5", f"checkpoint.dir={mnt / 'ckpt'}",
                                                f"logging.dir={tmp_path / 'logs'}"]
@@ -164,8 +174,6 @@ def test_a_full_disk_refuses_the_save_in_one_line_and_keeps_the_last_checkpoint(
         assert_short(out, f"no space for a checkpoint in {mnt / 'ckpt'}", "the last checkpoint is intact", most=1)
         assert sorted(p.name for p in (mnt / "ckpt").iterdir()) == ["latest", "step_0000002"]
         assert manifest.verify(mnt / "ckpt" / "step_0000002") == []
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 @pytest.mark.slow
@@ -176,15 +184,7 @@ def test_a_disk_that_fills_during_a_save_removes_the_partial_save_and_keeps_the_
     documented debug knob): the step-4 save starts and hits ENOSPC mid-write (torch's writer reports it as
     "[Errno 28]" or as "unexpected pos A vs B"). One line says no space is left, where, the size needed (the step-2
     manifest + 5 %) and the free space; exit 2; the partial save is gone; step 2 still verifies."""
-    root, _ = two_checkpoints
-    size = sum(f.stat().st_size for f in (root / "ckpt" / "step_0000002").rglob("*") if f.is_file())
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(size * 1.6)}", "tmpfs", str(mnt)],
-                             capture_output=True, text=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with _tmpfs_for_one_more_checkpoint(two_checkpoints, tmp_path) as mnt:
         overrides = small_data["overrides"] + ["training.steps=6", "checkpoint.save_interval=2",
                                                "checkpoint.keep_last=5", f"checkpoint.dir={mnt / 'ckpt'}",
                                                f"logging.dir={tmp_path / 'logs'}"]
@@ -200,8 +200,6 @@ def test_a_disk_that_fills_during_a_save_removes_the_partial_save_and_keeps_the_
         assert sorted(p.name for p in (mnt / "ckpt").iterdir()) == ["latest", "step_0000002"]
         assert (mnt / "ckpt" / "latest").read_text().strip() == "step_0000002"
         assert manifest.verify(step2) == []
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 @pytest.mark.slow
