@@ -81,7 +81,7 @@ def init_distributed(cfg: Config, seed: int | None = None, timeout_minutes: int 
                           f" {dist.get_world_size()} were started — fix: load the config with"
                           f" world_size={dist.get_world_size()} or launch {p.world_size} processes")
     if ps.model_parallel_is_initialized():
-        ps.destroy_model_parallel()
+        _destroy_model_parallel()
     virtual = p.virtual_pipeline if p.virtual_pipeline and p.virtual_pipeline > 1 else None
     ps.initialize_model_parallel(
         tensor_model_parallel_size=p.tensor, pipeline_model_parallel_size=p.pipeline,
@@ -116,10 +116,24 @@ def destroy(process_group: bool = True) -> None:
     """Tear down megatron's groups and (unless process_group=False) the torch.distributed process group."""
     from megatron.core import parallel_state as ps
 
-    ps.destroy_model_parallel()
+    _destroy_model_parallel()
     _stop_checkpoint_writer()
     if process_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def _destroy_model_parallel() -> None:
+    """megatron's `destroy_model_parallel` only forgets its groups; each gloo group keeps its ~3 threads and
+    sockets alive, so a process that visits many layouts (the test suite) piled up thousands of spinning threads.
+    Destroy every group but the default one first: they all belong to the layout being left."""
+    from megatron.core import parallel_state as ps
+
+    if dist.is_initialized():
+        default = dist.distributed_c10d._get_default_group()
+        for group in list(dist.distributed_c10d._world.pg_map):
+            if group is not default:
+                dist.destroy_process_group(group)
+    ps.destroy_model_parallel()
 
 
 def _stop_checkpoint_writer() -> None:

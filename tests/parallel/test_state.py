@@ -31,6 +31,24 @@ def test_init_distributed_sets_megatron_groups_and_seeds(single_rank):
     assert torch.equal(drawn, torch.rand(3))
 
 
+def test_re_initialising_leaks_no_process_groups_or_threads(single_rank):
+    """Each gloo group holds threads and sockets; megatron's destroy only forgets its groups. A process that
+    re-lays itself out (the test suite does so hundreds of times) must end each layout with the same count."""
+    import os
+
+    import torch.distributed as dist
+    from myllm_mc.parallel.state import init_distributed
+
+    def counts():
+        return len(dist.distributed_c10d._world.pg_map), len(os.listdir("/proc/self/task"))
+
+    init_distributed(single_rank)
+    before = counts()
+    for _ in range(4):
+        init_distributed(single_rank)
+    assert counts() == before
+
+
 def test_init_distributed_rejects_a_layout_for_another_world_size(single_rank):
     from myllm_mc.parallel.state import init_distributed
 
