@@ -34,8 +34,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(cfg, method: str) -> None:
+    from myllm_mc.config.preflight import eval_task_names
+
     from .sft import check_align_layout
     check_align_layout(cfg, method)
+    eval_task_names(cfg)                                   # a mistyped training.eval_tasks name: one line, exit 2
     if method == "dpo" and not (cfg.align.reference or cfg.checkpoint.init_from):
         raise ConfigError("dpo needs a reference model — fix: set checkpoint.init_from (or align.reference)")
     if method == "grpo":

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Dict, List, Optional
 
 from myllm_mc.config import Config, ConfigError
+from myllm_mc.evaluate.policy import PolicySampler
 from myllm_mc.train.callbacks import Callback
 from myllm_mc.train.objective import Objective
 
@@ -80,33 +81,16 @@ class GRPOObjective(Objective):
                             "ratio", "response length", "kept groups", "logprob diff", "advantage abs")
         self.reference: List = []            # frozen chunks (empty when beta = 0)
         self.prompts_per_rank = prompts_per_rank
-        self.generator = None
+        self.sampler = PolicySampler(tokenizer, cfg.model, prompts_per_rank * g.group_size, cfg.training.seed)
         self._batches: Optional[List[dict]] = None
         self._rollout_seconds = 0.0
         self._rollout_tokens = 0
         self.first_iteration = True
 
     # -- rollouts ------------------------------------------------------------------------------------------
-    def generator_for(self, trainer):
-        """The sampler on the policy's own chunk (built once; weights shared, not copied)."""
-        if self.generator is None:
-            from myllm_mc.infer import Generator
-            chunk = trainer.model[0].module                   # DDP → Float16Module or GPTModel
-            batch = max(self.prompts_per_rank * self.g.group_size, 1)
-            self.generator = Generator(chunk, self.tokenizer, self.cfg.model, max_batch_size=batch,
-                                       max_seq_length=self.cfg.model.seq_length, seed=self.cfg.training.seed)
-        return self.generator
-
     def sample(self, trainer, prompt_ids: List[List[int]], params) -> list:
-        """Generate with the policy in eval mode, then hand it back to training."""
-        generator = self.generator_for(trainer)
-        for chunk in trainer.model:
-            chunk.eval()
-        try:
-            return generator.generate(prompt_ids, params)
-        finally:
-            for chunk in trainer.model:
-                chunk.train()
+        """Generate with the policy itself (`evaluate.policy.PolicySampler`: the weights are shared, not copied)."""
+        return self.sampler.generate(trainer, prompt_ids, params)
 
     def prepare(self, trainer, iterators, forward_only):
         if forward_only:

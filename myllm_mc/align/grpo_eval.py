@@ -14,8 +14,9 @@ from myllm_mc.train.callbacks import Callback
 class HeldOutAccuracy(Callback):
     """The first `align.grpo.eval_prompts` held-out prompts, split over the DP ranks: one greedy reply each
     (exact-answer accuracy, format compliance, reply length) and `eval_samples` replies sampled as in training
-    (their mean accuracy and mean reward: what GRPO optimises, so it moves first). Sampling seeds depend only
-    on the prompt and the sample, so every evaluation of a run draws the same random numbers."""
+    (their mean accuracy and mean reward: what GRPO optimises, so it moves first). The greedy part is
+    `evaluate.tasks.policy_task_accuracy`, the scoring `myllm eval` and `training.eval_tasks` use. Sampling seeds
+    depend only on the prompt and the sample, so every evaluation of a run draws the same random numbers."""
 
     def __init__(self, objective, prompts, interval: int, total_steps: int):
         self.objective, self.prompts = objective, prompts
@@ -32,54 +33,46 @@ class HeldOutAccuracy(Callback):
             self._evaluate(trainer)
             trainer.loop_seconds += time.perf_counter() - started          # loop work, not callback overhead
 
-    def _requests(self, trainer):
-        """[(prompt, params, greedy?)] for this DP rank."""
-        from megatron.core import parallel_state as ps
-
-        from myllm_mc.infer import SamplingParams
-
-        from .rollout import sample_seed
-
-        g, seed = self.objective.g, trainer.cfg.training.seed
-        rank, size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
-        out = []
-        for index in range(rank, len(self.prompts), size):
-            prompt = self.prompts[index]
-            out.append((prompt, SamplingParams(max_new_tokens=g.max_new_tokens, temperature=0.0), True))
-            out += [(prompt, SamplingParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                                            top_k=g.top_k, seed=sample_seed(seed, -1, index, j)), False)
-                    for j in range(g.eval_samples)]
-        return out
-
-    def _evaluate(self, trainer):
+    def _sampled(self, trainer):
+        """`eval_samples` replies per held-out prompt of this DP rank, sampled as in training: (correct, reward)
+        sums and the count, summed over the DP ranks."""
         import torch
         from megatron.core import parallel_state as ps
 
-        from myllm_mc.data.tasks import compute_rewards, follows_format, is_correct
+        from myllm_mc.data.tasks import compute_rewards, is_correct
+        from myllm_mc.infer import SamplingParams
         from myllm_mc.train.step import comm_device
 
-        # greedy: correct, format, length, count; sampled: correct, reward, count
-        sums = torch.zeros(7, dtype=torch.float64, device=comm_device())
-        tokenizer, weights = self.objective.tokenizer, self.objective.g.rewards
-        requests = self._requests(trainer)
-        batch = self.objective.generator_for(trainer).max_batch
+        from .rollout import sample_seed
+
+        g, seed, tokenizer = self.objective.g, trainer.cfg.training.seed, self.objective.tokenizer
+        rank, size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+        requests = [(self.prompts[i], SamplingParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+                                                     top_p=g.top_p, top_k=g.top_k, seed=sample_seed(seed, -1, i, j)))
+                    for i in range(rank, len(self.prompts), size) for j in range(g.eval_samples)]
+        sums = torch.zeros(3, dtype=torch.float64, device=comm_device())
+        batch = self.objective.sampler.max_batch
         for start in range(0, len(requests), batch):
             part = requests[start:start + batch]
-            done = self.objective.sample(trainer, [p.ids for p, _, _ in part], [params for _, params, _ in part])
-            for (prompt, _, greedy), completion in zip(part, done):
+            done = self.objective.sample(trainer, [p.ids for p, _ in part], [params for _, params in part])
+            for (prompt, _), completion in zip(part, done):
                 text = tokenizer.decode(completion.token_ids, skip_special_tokens=False)
-                correct = float(is_correct(prompt.record, text))
-                if greedy:
-                    row = [correct, follows_format(prompt.record, text), len(completion.token_ids), 1, 0, 0, 0]
-                else:
-                    row = [0, 0, 0, 0, correct, compute_rewards(prompt.record, text, weights)[0], 1]
-                sums += torch.tensor(row, dtype=torch.float64, device=sums.device)
+                sums += torch.tensor([float(is_correct(prompt.record, text)),
+                                      compute_rewards(prompt.record, text, g.rewards)[0], 1.0],
+                                     dtype=torch.float64, device=sums.device)
         torch.distributed.all_reduce(sums, group=ps.get_data_parallel_group())
-        n, k = max(float(sums[3]), 1.0), max(float(sums[6]), 1.0)
-        metrics = {"accuracy": float(sums[0]) / n, "format": float(sums[1]) / n,
-                   "response_length": float(sums[2]) / n, "prompts": int(sums[3])}
-        if sums[6] > 0:
-            metrics.update(sampled_accuracy=float(sums[4]) / k, sampled_reward=float(sums[5]) / k)
+        return sums.tolist()
+
+    def _evaluate(self, trainer):
+        from myllm_mc.evaluate.tasks import policy_task_accuracy
+
+        greedy = policy_task_accuracy(self.objective.sampler, trainer, [p.record for p in self.prompts],
+                                      [p.ids for p in self.prompts], self.objective.g.max_new_tokens)["all"]
+        metrics = {"accuracy": greedy["accuracy"], "format": greedy["format"],
+                   "response_length": greedy["response_length"], "prompts": greedy["total"]}
+        if self.objective.g.eval_samples:
+            correct, reward, count = self._sampled(trainer)
+            metrics.update(sampled_accuracy=correct / max(count, 1.0), sampled_reward=reward / max(count, 1.0))
         trainer.valid_history.append({"step": trainer.step, **metrics})
         trainer.callbacks.on_eval_end(trainer, trainer.step, metrics)
 

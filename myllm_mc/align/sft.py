@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import List, Optional
-
 from myllm_mc.config import Config, ConfigError
 from myllm_mc.train.objective import Objective
 
@@ -117,8 +115,6 @@ def sequence_data(train, valid):
 
 def run_sft(cfg: Config, faults=None, extra_callbacks=()):
     """`myllm finetune sft`: data → shared state set-up (init_from at any layout, resume) → SFT objective."""
-    import torch.distributed as dist  # noqa: F401  (run_objective initialises it)
-
     from myllm_mc.data.tokenizer import Tokenizer
     from myllm_mc.train.faults import NONE
     from myllm_mc.train.run import run_objective

@@ -86,6 +86,10 @@ class TrainingConfig:
     seed: int = 1234
     eval_interval: int = 50
     eval_steps: int = 5
+    eval_tasks: list = field(default_factory=list)   # shipped task names (or [all]) scored by greedy generation at
+    #                                                   the start, every eval_interval and the end (evaluate/task_eval)
+    eval_task_prompts: int = 32                      # first N test prompts of each task
+    eval_task_max_new_tokens: int = 48               # greedy tokens per answer (stops at <|im_end|>)
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,6 @@ def set_seed(seed: int) -> None:
 
 def destroy(process_group: bool = True) -> None:
     """Tear down megatron's groups and (unless process_group=False) the torch.distributed process group."""
-    from megatron.core import parallel_state as ps
-
     _destroy_model_parallel()
     _stop_checkpoint_writer()
     if process_group and dist.is_initialized():

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -77,7 +76,7 @@ def main(argv) -> int:
         quiet = launcher_rank() != 0
         try:
             check_inputs(cfg, warn=(lambda message: None) if quiet else None)
-        except ConfigError as err:
+        except ConfigError:
             if quiet:
                 return 2
             raise

@@ -152,14 +152,17 @@ def _hms(seconds: float) -> str:
 
 
 def plot_losses(history: List[dict], path: Path) -> Path:
-    """Train and validation loss against step, learning rate on a second axis."""
+    """Train and validation loss against step, learning rate on a second axis; below them, when the run scored
+    tasks (`training.eval_tasks`), task accuracy and format compliance."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     train = [r for r in history if r["kind"] == "train"]
     valid = [r for r in history if r["kind"] == "valid" and "loss" in r]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    tasks = [r for r in history if r["kind"] == "valid" and "task_accuracy" in r]
+    fig, axes = plt.subplots(2 if tasks else 1, 1, figsize=(8, 7.5 if tasks else 4.5), dpi=110, squeeze=False)
+    ax = axes[0][0]
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", color="tab:blue")
     if valid:
         ax.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o-", label="validation loss",
@@ -173,6 +176,17 @@ def plot_losses(history: List[dict], path: Path) -> Path:
     lr_lines = lr_ax.get_legend_handles_labels()
     ax.legend(lines[0] + lr_lines[0], lines[1] + lr_lines[1], loc="upper right")
     ax.grid(alpha=0.3)
+    if tasks:
+        ax = axes[1][0]
+        steps = [r["step"] for r in tasks]
+        ax.plot(steps, [r["task_accuracy"] for r in tasks], "o-", label="task accuracy (greedy, exact answer)")
+        ax.plot(steps, [r["task_format"] for r in tasks], "s--", label="format")
+        for key in sorted(k for k in tasks[-1] if k.startswith("acc_")):
+            ax.plot(steps, [r.get(key, 0.0) for r in tasks], ":", alpha=0.7, label=key[len("acc_"):])
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -79,6 +79,9 @@ def run_objective(cfg: Config, objective: Objective, make_data: Callable[[Config
         data = make_data(cfg, state)
         callbacks = default_callbacks(cfg, dist.get_rank() == 0, echo, from_scratch=objective.from_scratch)
         callbacks.callbacks.extend(extra_callbacks)
+        if cfg.training.eval_tasks:                 # task accuracy by greedy generation (pretrain, SFT, DPO, GRPO)
+            from myllm_mc.evaluate.task_eval import task_eval_callbacks
+            callbacks.callbacks.extend(task_eval_callbacks(cfg))
         trainer = Trainer(cfg, state, objective, data, callbacks, faults=faults, echo=echo)
         result = trainer.fit()
         if result.losses and echo_summary:

@@ -21,7 +21,6 @@ from myllm_mc.model import forward_step
 
 def comm_device() -> str:
     """Where small tensors for collectives live: nccl needs CUDA tensors, gloo CPU ones."""
-    import torch
     return "cuda" if cuda_available() else "cpu"
 
 

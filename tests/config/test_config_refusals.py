@@ -21,3 +21,20 @@ def test_finetuning_refuses_context_parallel_and_te_packing_before_any_process(m
     te = load("configs/sft_tiny.yaml", [], world_size=1)
     with pytest.raises(ConfigError, match="align.packing=false"):
         check_align_layout(te)
+
+
+def test_training_time_task_eval_refuses_unknown_tasks_and_layouts_it_cannot_generate_in():
+    from myllm_mc.config.preflight import eval_task_names
+    assert eval_task_names(load("configs/tiny.yaml", ["training.eval_tasks=[format,arithmetic]"], world_size=1)) \
+        == ["format", "arithmetic"]
+    assert "counting" in eval_task_names(load("configs/tiny.yaml", ["training.eval_tasks=[all]"], world_size=1))
+    typo = load("configs/tiny.yaml", ["training.eval_tasks=[formt]"], world_size=1)
+    with pytest.raises(ConfigError, match=r"training.eval_tasks: no shipped task 'formt' — fix: any of arithmetic, .*format.*, or \[all\]"):
+        eval_task_names(typo)
+    for layout in (["parallel.pipeline=2", "parallel.virtual_pipeline=2", "model.num_layers=4"],
+                   ["parallel.context=2"], ["parallel.tensor=2", "parallel.sequence_parallel=true"]):
+        with pytest.raises(ConfigError, match="training.eval_tasks generates with the training model"):
+            eval_task_names(load("configs/tiny.yaml", ["training.eval_tasks=[format]", *layout], world_size=2))
+    with pytest.raises(ConfigError, match="eval_task_prompts and eval_task_max_new_tokens must be ≥ 1"):
+        eval_task_names(load("configs/tiny.yaml", ["training.eval_tasks=[format]", "training.eval_task_prompts=0"],
+                             world_size=1))

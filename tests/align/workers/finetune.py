@@ -1,8 +1,9 @@
 """torchrun worker: SFT and DPO on the shared engine, from a tiny model pretrained here.
 
     --mode reference (1 process): pretrain 30 steps on the shipped corpus → `pre`; greedy accuracy on held-out
-                     format problems before and after SFT (100 steps → `sft`); SFT DP=1 with 2× accumulation
-                     (5 steps) as the parity reference
+                     format problems before and after SFT (100 steps → `sft`, which also scores them itself with
+                     `training.eval_tasks`); SFT DP=1 with 2× accumulation (5 steps, task eval at start and end) as
+                     the parity reference
                      then GRPO from `sft` (tests/align/workers/grpo.py): two seeds, and one step at DP=1 with
                      accumulation
     --mode layouts   (2 processes): SFT at DP=2 (6 steps, save at 3), TP=2, PP=2 (5 steps); SFT DP=2 resumed at
@@ -102,7 +103,7 @@ def dpo_runs(data, w):
     dpo = data + [f"align.train=[{TASKS}/dpo/format.train.jsonl]", f"align.valid=[{TASKS}/dpo/format.test.jsonl]",
                   "align.epochs=null", f"checkpoint.init_from={w}/sft", "align.beta=0.5", "optimizer.lr=1e-3",
                   "schedule.warmup_steps=1", "schedule.decay=constant", "optimizer.weight_decay=0",
-                  "align.max_records=64"]
+                  "align.max_records=64", "training.eval_tasks=[]"]
     # 64 training pairs, 30 steps of 8: ~4 epochs, so the last steps' batches are pairs it has trained on
     dp2 = run("dpo", dpo + ["training.steps=30", "training.eval_interval=10", "training.eval_steps=2",
                             "checkpoint.dir=null", f"logging.dir={w}/dpo-log"], 2)
@@ -129,7 +130,8 @@ def main():
     # parity runs: constant LR after a 1-step warmup, as for pretraining parity (tests/train/workers/layouts.py)
     parity = data + sft_files + ["training.steps=5", "schedule.warmup_steps=1", "schedule.decay=constant",
                                  "optimizer.lr=1e-3", "training.eval_interval=0", "align.max_records=200",
-                                 f"checkpoint.init_from={w}/pre"]
+                                 f"checkpoint.init_from={w}/pre", "training.eval_tasks=[format,arithmetic]",
+                                 "training.eval_task_prompts=3", "training.eval_task_max_new_tokens=12"]
     out = {}
     if args.only == "dpo":                                  # a manual re-check of the DPO runs alone
         out["dpo_dp2"], out["dpo_tp2"] = dpo_runs(data, w)
@@ -146,7 +148,8 @@ def main():
             "align.epochs=null", "training.steps=100", "training.global_batch_size=16", "schedule.warmup_steps=5",
             "optimizer.lr=3e-3", "optimizer.min_lr=3e-4", "training.eval_interval=30", "training.eval_steps=2",
             f"checkpoint.init_from={w}/pre", f"checkpoint.dir={w}/sft", "checkpoint.save_interval=60",
-            f"logging.dir={w}/sft-log"], 1)
+            f"logging.dir={w}/sft-log", "training.eval_tasks=[format]", "training.eval_task_prompts=40",
+            "training.eval_task_max_new_tokens=16"], 1)
         out["after"] = greedy_accuracy(data, f"{w}/sft", held_out)
         out["dp1_accum2"] = run("sft", parity + ["checkpoint.dir=null"], 1)
         out.update(grpo_runs(data, w, 1))

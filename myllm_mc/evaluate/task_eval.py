@@ -1,0 +1,76 @@
+"""Task accuracy while a model trains: `training.eval_tasks` (shipped task names, or `all`) scored by greedy
+generation at the start, every `training.eval_interval` steps and at the end of pretraining, SFT or DPO.
+
+It reports through the loop's `on_eval_end` like the validation loss, so the same lines, `metrics.jsonl` rows,
+TensorBoard scalars and `loss.png` panel carry it: `task_accuracy`, `task_format`, `task_response_length` and
+`acc_<task>` per task. The prompts are the first `training.eval_task_prompts` of each task's test split
+(data/tasks/prompts/TASK.test.jsonl), rendered with the chat template as SFT and GRPO see them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import List, Sequence
+
+from myllm_mc.config import Config
+from myllm_mc.config.preflight import eval_task_names
+from myllm_mc.train.callbacks import Callback
+
+
+def task_prompts(cfg: Config, tokenizer, names: Sequence[str]):
+    """(records, prompt ids): the first `eval_task_prompts` test prompts of each task that fit the context."""
+    from myllm_mc.data.chat import encode_prompt
+    from myllm_mc.data.tasks import load_records, task_files
+
+    records, ids = [], []
+    limit, room = cfg.training.eval_task_prompts, cfg.model.seq_length - cfg.training.eval_task_max_new_tokens
+    for path in task_files("prompts", "test", names):
+        kept = 0
+        for record in load_records([path]):
+            prompt = encode_prompt(tokenizer, record)
+            if kept < limit and len(prompt) <= room:
+                records.append(record)
+                ids.append(prompt)
+                kept += 1
+    return records, ids
+
+
+class TaskEvalCallback(Callback):
+    def __init__(self, cfg: Config, tokenizer, interval: int, total_steps: int, batch: int = 8):
+        from .policy import PolicySampler
+
+        self.cfg, self.interval, self.total_steps = cfg, interval, total_steps
+        self.records, self.prompt_ids = task_prompts(cfg, tokenizer, eval_task_names(cfg))
+        self.sampler = PolicySampler(tokenizer, cfg.model, batch, cfg.training.seed)
+        self.history: List[dict] = []
+
+    def on_train_start(self, trainer):
+        if trainer.step == 0:                  # a resumed run was scored at its last interval already
+            self._evaluate(trainer)
+
+    def on_step_end(self, trainer, record, control):
+        due = (self.interval and trainer.step % self.interval == 0) or trainer.step == self.total_steps
+        if due and not (control.stop and control.exit_code):
+            started = time.perf_counter()
+            self._evaluate(trainer)
+            trainer.loop_seconds += time.perf_counter() - started          # loop work, not callback overhead
+
+    def _evaluate(self, trainer):
+        from .tasks import policy_task_accuracy
+
+        table = policy_task_accuracy(self.sampler, trainer, self.records, self.prompt_ids,
+                                     self.cfg.training.eval_task_max_new_tokens)
+        total = table.pop("all")
+        metrics = {"task_accuracy": total["accuracy"], "task_format": total["format"],
+                   "task_response_length": total["response_length"],
+                   **{f"acc_{name}": row["accuracy"] for name, row in table.items()}}
+        self.history.append({"step": trainer.step, **metrics})
+        trainer.callbacks.on_eval_end(trainer, trainer.step, metrics)
+
+
+def task_eval_callbacks(cfg: Config) -> list:
+    """[TaskEvalCallback] when `training.eval_tasks` is set (the engine adds it to every objective), else []."""
+    if not cfg.training.eval_tasks:
+        return []
+    from myllm_mc.data.tokenizer import Tokenizer
+    return [TaskEvalCallback(cfg, Tokenizer(cfg.data.tokenizer), cfg.training.eval_interval, cfg.training.steps)]
