@@ -8,7 +8,7 @@ Steps, each recorded in the report whether it ran, was skipped (with why) or fai
                       tokens/s and MFU at the best one, planner memory vs torch.cuda.max_memory_allocated
   5. local_sdpa       with TE installed: the local spec (SDPA core attention) at that micro-batch, for comparison
   6. fp8              with TE installed: the TE spec in FP8 at that micro-batch: tokens/s ratio and loss vs BF16
-  7. decode           decode tokens/s at batch 1 and 8 vs the HBM bound, when this build has a generator
+  7. decode           `myllm_mc.bench.decode`: decode tokens/s at batch 1 and 8 vs the HBM bound (random weights)
 Steps 1–3 run anywhere, so a CPU dry run (the CI test) proves the script up to the point where a GPU is needed;
 it then stops with exit code 3 and one line saying so.
 """
@@ -16,7 +16,6 @@ it then stops with exit code 3 and one line saying so.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -116,14 +115,30 @@ def run_bench(name: str, command: list, out: Path, timeout: float) -> dict:
             "runs": [{k: r.get(k) for k in keep} for r in runs]}
 
 
-def decode_step(plan: dict) -> dict:
-    """The generator is another helper's work: report its absence instead of guessing its interface."""
-    from myllm_mc.cli import STAGES
-    if not any(name == "generate" for name, _, _ in STAGES) or importlib.util.find_spec("myllm_mc.infer") is None:
-        return {"status": "skipped", "reason": "not available in this build (no `myllm generate` stage)",
-                "bound_batch1_tokens_per_s": plan["decode_bound_batch1_tokens_per_s"]}
-    return {"status": "skipped", "reason": "generator present but not wired into gpu_check yet",
-            "bound_batch1_tokens_per_s": plan["decode_bound_batch1_tokens_per_s"]}
+DECODE_BATCHES = (1, 8)
+
+
+def decode_command(out: Path, overrides: list) -> list:
+    return [sys.executable, "-m", "myllm_mc.bench.decode", CONFIG, "--batch", *map(str, DECODE_BATCHES),
+            "--prompt-tokens", "128", "--new-tokens", "128", "--json", str(out / "decode.json"), "--set", *overrides]
+
+
+def decode_step(out: Path, overrides: list, plan: dict, timeout: float) -> dict:
+    """`myllm_mc.bench.decode` of the 1B preset (random weights, BF16) at batch 1 and 8 vs the HBM bound."""
+    log = out / "decode.log"
+    try:
+        done = subprocess.run(decode_command(out, overrides), capture_output=True, text=True,
+                              timeout=max(timeout, 30))
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "reason": f"timed out after {timeout:.0f} s"}
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0 or not (out / "decode.json").is_file():
+        return {"status": "failed", "reason": f"exit code {done.returncode}, see {log}"}
+    rows = json.loads((out / "decode.json").read_text())
+    return {"status": "ran", "rows": rows, "planner_bound_batch1_short_context": plan[
+        "decode_bound_batch1_tokens_per_s"]["bf16"],
+            **{f"batch{r['batch']}": f"{r['decode_tokens_per_s']:,.1f} tok/s = {100 * r['bound_ratio']:.0f}% of"
+                                      f" the {r['bound_tokens_per_s']:,.1f} tok/s bound" for r in rows}}
 
 
 def render_markdown(report: dict) -> str:
@@ -140,7 +155,7 @@ def render_markdown(report: dict) -> str:
             lines.append(f"best {best['layout']}: {best['tokens_per_s']:,.0f} tokens/s, MFU {mfu}, memory"
                          f" {best['memory_max'] / 2**30:.2f} GiB allocator peak vs planner"
                          f" {best['planner_memory'] / 2**30:.2f} GiB, loss {best['loss_first']:.4f} → {best['loss_last']:.4f}")
-        extra = {k: v for k, v in step.items() if k not in ("best", "runs", "status", "reason")}
+        extra = {k: v for k, v in step.items() if k not in ("best", "runs", "rows", "status", "reason")}
         lines += [f"- {k}: {v}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"
 
@@ -163,6 +178,7 @@ def main(argv=None) -> int:
     if have_te:
         runs["local_sdpa"] = runs["bf16"] + ["model.spec=local"]
         runs["fp8"] = BASE + [f"plan.gpu={gpu}", "model.precision=fp8", "model.spec=te"]
+    runs["decode"] = BASE + [f"plan.gpu={gpu}", "model.precision=bf16", "model.spec=local"]
     report["steps"]["configs"] = {"status": "ran", **check_configs({k: v for k, v in runs.items() if k != "fp8"})}
 
     def finish(status: str, reason: str = "", code: int = 0) -> int:
@@ -187,6 +203,7 @@ def main(argv=None) -> int:
                      out / "bf16", left() * 0.5)
     report["steps"]["bf16"] = bf16
     best_mbs = bf16["best"]["micro_batch_size"] if bf16.get("best") else 1
+    report["steps"]["decode"] = decode_step(out, runs["decode"], plan, left() * 0.3)
     if have_te:
         for name in ("local_sdpa", "fp8"):
             step = run_bench(name, bench_command(out / name, runs[name] + [f"training.micro_batch_size={best_mbs}"],
@@ -201,7 +218,6 @@ def main(argv=None) -> int:
         reason = "Transformer Engine not installed: TE spec and FP8 not measured (see docs/planner.md to carry it)"
         report["steps"]["local_sdpa"] = {"status": "skipped", "reason": "the bf16 run already used the local spec"}
         report["steps"]["fp8"] = {"status": "skipped", "reason": reason}
-    report["steps"]["decode"] = decode_step(plan)
     failed = [name for name, step in report["steps"].items() if step.get("status") == "failed"]
     if failed:
         return finish("failed", f"step(s) {', '.join(failed)} failed (logs under {out})", 1)

@@ -54,12 +54,14 @@ def load_tokenizer(cfg, tokenizer_path=None):
 
 def load_model_for_inference(cfg, checkpoint):
     """This rank's GPTModel filled from `checkpoint` (needs init_distributed(cfg) first); bf16 runs wrapped in
-    megatron's Float16Module as in training."""
+    megatron's Float16Module as in training. `checkpoint=None` keeps the random initial weights: for timing
+    decode only (`myllm_mc.bench.decode`), where the values do not change the work."""
     from myllm_mc.checkpoint import load_model
     from myllm_mc.model import build_model
 
     chunks = build_model(cfg)
-    load_model(chunks, str(resolve_checkpoint(checkpoint)))
+    if checkpoint is not None:
+        load_model(chunks, str(resolve_checkpoint(checkpoint)))
     model = chunks[0]
     if cfg.model.precision == "bf16":
         from megatron.core.transformer.module import Float16Module
