@@ -19,21 +19,18 @@ INFERENCE_LAYOUT = ("parallel.virtual_pipeline=null", "parallel.sequence_paralle
 
 
 def resolve_checkpoint(path) -> Path:
-    """The checkpoint directory to load: a step directory, the one a root's `latest` names, or a bare
-    dist_checkpointing directory. Raises GenerationError (one line) when there is none."""
-    from myllm_mc import checkpoint as store
+    """`checkpoint.resolve_weights` (a step directory, the one a root's `latest` names, or a bare
+    dist_checkpointing directory) with its failure as a GenerationError line that names the fix."""
+    from myllm_mc.checkpoint import resolve_weights
 
-    path = Path(path)
-    if not path.exists():
+    if not Path(path).exists():
         raise GenerationError(f"checkpoint {str(path)!r} does not exist — fix: pass the checkpoint.dir of a"
                               " training run (e.g. runs/tiny/checkpoints) or one of its step_NNNNNNN directories")
-    if store.is_complete(path) or (path / "metadata.json").is_file():
-        return path
-    latest = store.find_latest(path)
-    if latest is None:
+    try:
+        return resolve_weights(str(path))
+    except FileNotFoundError:
         raise GenerationError(f"{str(path)!r} holds no complete checkpoint — fix: pass the checkpoint.dir of a"
-                              " training run or one of its step_NNNNNNN directories")
-    return latest
+                              " training run or one of its step_NNNNNNN directories") from None
 
 
 def inference_config(config, overrides: Iterable[str] = (), world_size: Optional[int] = None):
