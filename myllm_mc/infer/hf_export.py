@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
@@ -96,6 +97,21 @@ def prepare_out(out: str | Path) -> tuple[Path, Path]:
     return out, tmp
 
 
+@contextmanager
+def publishing(out: Path, tmp: Path):
+    """Write into `tmp`; on success it becomes `out` in one rename, on any failure it is removed, so a crash never
+    leaves a half-written directory under the final name."""
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def export_hf(cfg: Config, checkpoint: str, out: str | Path, dtype: str = "f32",
               tokenizer: Optional[str] = None, max_shard_bytes: int = 2 * 1024 ** 3) -> HFExport:
     """Write the HF directory for `checkpoint` (trained with `cfg`; any parallel layout)."""
@@ -107,8 +123,7 @@ def export_hf(cfg: Config, checkpoint: str, out: str | Path, dtype: str = "f32",
     info = read_tokenizer_info(tokenizer) if tokenizer else None
     out, tmp = prepare_out(out)
     tensors = {k: v.to(DTYPES[dtype]) for k, v in megatron_to_hf(load_full_state(cfg, checkpoint), shape).items()}
-    try:
-        tmp.mkdir(parents=True)
+    with publishing(out, tmp):
         shards = write_safetensors(tensors, tmp, max_shard_bytes)
         ids = {}
         if info is not None:
@@ -122,11 +137,5 @@ def export_hf(cfg: Config, checkpoint: str, out: str | Path, dtype: str = "f32",
                 {"bos_token_id": ids["bos_token_id"], "eos_token_id": stops, "pad_token_id": ids["pad_token_id"],
                  "do_sample": False}, indent=2) + "\n")
         (tmp / "config.json").write_text(json.dumps(hf_config(shape, cfg, DTYPES[dtype], ids), indent=2) + "\n")
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return HFExport(out=out, tensors=len(tensors), parameters=sum(t.numel() for t in tensors.values()),
                     bytes=sum(t.numel() * t.element_size() for t in tensors.values()), shards=shards)

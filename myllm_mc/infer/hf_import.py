@@ -107,7 +107,7 @@ def write_imported(hf_tensors: Dict[str, torch.Tensor], fields: dict, name: str,
     """Shared by HF and GGUF import: check names/shapes/counts, then write config, tokenizer and checkpoint."""
     from myllm_mc.model.build import padded_vocab_size
     from myllm_mc.plan.params import parameter_breakdown
-    from .hf_export import prepare_out
+    from .hf_export import prepare_out, publishing
 
     out, tmp = prepare_out(out)
     cfg = derived_config(fields, name, out, base)
@@ -122,19 +122,12 @@ def write_imported(hf_tensors: Dict[str, torch.Tensor], fields: dict, name: str,
         raise ConversionError(f"{where}: {read:,} weights read but the planner counts {planned:,} for the derived"
                               " config — fix: check config.json against the tensors")
     state = hf_to_megatron({n: hf_tensors[n].float() for n in hf_names(shape)}, shape, padded_vocab_size(cfg))
-    try:
-        tmp.mkdir(parents=True)
+    with publishing(out, tmp):
         shutil.copytree(tokenizer_dir, tmp / "tokenizer")
         from myllm_mc.data.tokenizer import Tokenizer
         Tokenizer(tmp / "tokenizer" / "tokenizer.json")   # refuses a tokenizer our stages cannot use, before any weights are written
         save_full_state(cfg, state, tmp / "checkpoint")
         (tmp / "config.yaml").write_text(f"# imported from {where} by `myllm import`\n" + dump(cfg))
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return Imported(out=out, config=cfg, parameters=read, planned_parameters=planned)
 
 
