@@ -222,3 +222,13 @@ def render(rows: list[Row], cfg, run_dir: str) -> str:
 def as_json(rows: list[Row]) -> list[dict]:
     return [{"figure": r.figure, "predicted": r.predicted, "measured": r.measured, "ratio": r.ratio,
              "unit": r.unit, "note": r.note} for r in rows]
+
+
+def end_of_run(cfg) -> str:
+    """What `myllm train` prints when a run has finished: this table for its logging.dir, or one line saying why
+    not. Never raises: a finished run is not failed by its report."""
+    try:
+        return render(compare(cfg, cfg.logging.dir), cfg, cfg.logging.dir)
+    except Exception as err:          # noqa: BLE001 — e.g. a logging.dir another process is still writing
+        return f"plan vs measured: not available ({type(err).__name__}: {err}) — run `myllm plan CONFIG --compare" \
+               f" {cfg.logging.dir}`"

@@ -66,6 +66,8 @@ def main(argv) -> int:
             # the ranks leave the loop's documented code here (torchrun would turn it into 1)
             if os.path.exists(env[EXIT_FILE_ENV]):
                 code = int(open(env[EXIT_FILE_ENV]).read() or code)
+            if code == 0:
+                _print_plan_vs_measured(cfg)
             return code
     from .signals import INTERRUPTED_EXIT, install_early
     from .supervise import announce_rank
@@ -103,4 +105,12 @@ def main(argv) -> int:
             with open(os.environ[EXIT_FILE_ENV], "w") as f:
                 f.write(str(code))
         return 0                 # towards torchrun: a documented stop is not a failure to report or restart
+    if code == 0 and launched is None:       # one plain process; under srun/mpirun see `myllm plan --compare`
+        _print_plan_vs_measured(cfg)
     return code
+
+
+def _print_plan_vs_measured(cfg) -> None:
+    """Every finished pretraining run ends with the planner's figures against what it measured (docs/planner.md)."""
+    from myllm_mc.plan.compare import end_of_run
+    print(end_of_run(cfg), flush=True)

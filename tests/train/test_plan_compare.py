@@ -2,6 +2,7 @@
 checkpoint size are predicted within ±25 % (CPU: peak resident set per rank against the planner's CPU terms)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ def test_plan_compare_after_a_tiny_run(tiny_data, tmp_path):
     done = run(overrides)
     assert done.returncode == 0, done.stdout[-3000:]
     assert (tmp_path / "peak_memory.rank0.json").is_file()
+    ended = done.stdout[done.stdout.index("plan vs measured: tiny against"):]           # `myllm train` ends with it
+    assert re.search(r"parameters\s+5,245,184\s+5,245,184\s+1\.000", ended), ended
     command = [sys.executable, "-m", "myllm_mc.cli", "plan", "configs/tiny.yaml", "--set", *overrides,
                "--compare", str(tmp_path)]
     text = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
