@@ -40,6 +40,9 @@ class ModelConfig:
     attention_backend: Literal["sdpa", "unfused"] = "sdpa"
     precision: Literal["fp32", "bf16", "fp8"] = "bf16"
     fp8_recipe: Literal["delayed", "current"] = "delayed"
+    compile: bool = False               # torch.compile each transformer layer's forward: fuses the element-wise work
+    #                                     (RoPE, SwiGLU, RMSNorm) that eager megatron runs op by op; the first steps
+    #                                     pay the compilation (docs/benchmarks.md)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,12 @@ def _check_model(cfg: Config) -> None:
                           " — fix: --set model.spec=te (GPU) or --set model.precision=bf16")
 
 
+def _check_compile(cfg: Config) -> None:
+    if cfg.model.compile and cfg.model.recompute != "none":
+        raise ConfigError(f"model.compile with model.recompute={cfg.model.recompute}: activation recomputation inside"
+                          " compiled layers is not verified here — fix: --set model.recompute=none or model.compile=false")
+
+
 def _check_layout(cfg: Config) -> None:
     m, p, t = cfg.model, cfg.parallel, cfg.training
     if m.num_attention_heads % p.tensor:
@@ -162,6 +168,7 @@ def resolve_and_validate(cfg: Config, world_size: Optional[int] = None) -> Confi
     _positive(cfg)
     cfg = dataclasses.replace(cfg, parallel=resolve_layout(cfg.parallel, world_size))
     _check_model(cfg)
+    _check_compile(cfg)
     _check_layout(cfg)
     _check_training(cfg)
     return cfg

@@ -54,5 +54,14 @@ def build_model(cfg: Config, on_meta_device: bool = False) -> list:
                 parallel_output=True,
                 vp_stage=vp_stage,
             )
+            if cfg.model.compile and not on_meta_device:
+                compile_layers(model)
             chunks.append(model)
     return chunks
+
+
+def compile_layers(model) -> None:
+    """`torch.compile` each TransformerLayer's forward in place: parameters, state-dict keys and checkpoints stay
+    exactly as in eager mode (no wrapper module), and megatron's collectives between layers stay outside the graphs."""
+    for layer in model.decoder.layers:
+        layer.forward = torch.compile(layer.forward)
