@@ -4,14 +4,14 @@ length and clip fraction against the step."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Dict, List
 
+from myllm_mc.evaluate.task_eval import ScheduledEvaluation
 from myllm_mc.train.callbacks import Callback
 
 
-class HeldOutAccuracy(Callback):
+class HeldOutAccuracy(ScheduledEvaluation):
     """The first `align.grpo.eval_prompts` held-out prompts, split over the DP ranks: one greedy reply each
     (exact-answer accuracy, format compliance, reply length) and `eval_samples` replies sampled as in training
     (their mean accuracy and mean reward: what GRPO optimises, so it moves first). The greedy part is
@@ -19,19 +19,13 @@ class HeldOutAccuracy(Callback):
     depend only on the prompt and the sample, so every evaluation of a run draws the same random numbers."""
 
     def __init__(self, objective, prompts, interval: int, total_steps: int):
+        super().__init__(interval, total_steps)
         self.objective, self.prompts = objective, prompts
-        self.interval, self.total_steps = interval, total_steps
+        self.active = bool(prompts)
 
     def on_train_start(self, trainer):
-        if self.prompts:
+        if self.active:
             self._evaluate(trainer)
-
-    def on_step_end(self, trainer, record, control):
-        due = (self.interval and trainer.step % self.interval == 0) or trainer.step == self.total_steps
-        if self.prompts and due and not (control.stop and control.exit_code):
-            started = time.perf_counter()
-            self._evaluate(trainer)
-            trainer.loop_seconds += time.perf_counter() - started          # loop work, not callback overhead
 
     def _sampled(self, trainer):
         """`eval_samples` replies per held-out prompt of this DP rank, sampled as in training: (correct, reward)

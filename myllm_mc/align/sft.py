@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+
 from myllm_mc.config import Config, ConfigError
 from myllm_mc.train.objective import Objective
 

@@ -96,18 +96,25 @@ def check_configs(commands: dict) -> dict:
     return results
 
 
-def run_bench(name: str, command: list, out: Path, timeout: float) -> dict:
-    start = time.perf_counter()
-    log = out.parent / f"{name}.log"
+def run_step(command: list, log: Path, result: Path, timeout: float):
+    """Run one step's command with its output in `log`: (the JSON it wrote to `result`, None) or (None, a failed
+    step's report)."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=max(timeout, 30))
-        log.write_text(done.stdout + done.stderr)
-        ok = done.returncode == 0 and (out / "sweep.json").is_file()
     except subprocess.TimeoutExpired:
-        return {"status": "failed", "reason": f"timed out after {timeout:.0f} s", "log": str(log)}
-    if not ok:
-        return {"status": "failed", "reason": f"exit code {done.returncode}, see {log}", "log": str(log)}
-    runs = json.loads((out / "sweep.json").read_text())["runs"]
+        return None, {"status": "failed", "reason": f"timed out after {timeout:.0f} s", "log": str(log)}
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0 or not result.is_file():
+        return None, {"status": "failed", "reason": f"exit code {done.returncode}, see {log}", "log": str(log)}
+    return json.loads(result.read_text()), None
+
+
+def run_bench(name: str, command: list, out: Path, timeout: float) -> dict:
+    start = time.perf_counter()
+    sweep, failed = run_step(command, out.parent / f"{name}.log", out / "sweep.json", timeout)
+    if failed:
+        return failed
+    runs = sweep["runs"]
     best = max(runs, key=lambda r: r["tokens_per_s"])
     keep = ("layout", "micro_batch_size", "precision", "tokens_per_s", "tflops_per_gpu", "mfu", "memory_max",
             "planner_memory", "memory_ratio", "loss_first", "loss_last", "step_time_median")
@@ -125,16 +132,9 @@ def decode_command(out: Path, overrides: list) -> list:
 
 def decode_step(out: Path, overrides: list, plan: dict, timeout: float) -> dict:
     """`myllm_mc.bench.decode` of the 1B preset (random weights, BF16) at batch 1 and 8 vs the HBM bound."""
-    log = out / "decode.log"
-    try:
-        done = subprocess.run(decode_command(out, overrides), capture_output=True, text=True,
-                              timeout=max(timeout, 30))
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "reason": f"timed out after {timeout:.0f} s"}
-    log.write_text(done.stdout + done.stderr)
-    if done.returncode != 0 or not (out / "decode.json").is_file():
-        return {"status": "failed", "reason": f"exit code {done.returncode}, see {log}"}
-    rows = json.loads((out / "decode.json").read_text())
+    rows, failed = run_step(decode_command(out, overrides), out / "decode.log", out / "decode.json", timeout)
+    if failed:
+        return failed
     return {"status": "ran", "rows": rows, "planner_bound_batch1_short_context": plan[
         "decode_bound_batch1_tokens_per_s"]["bf16"],
             **{f"batch{r['batch']}": f"{r['decode_tokens_per_s']:,.1f} tok/s = {100 * r['bound_ratio']:.0f}% of"

@@ -114,7 +114,7 @@ def eval_task_names(cfg: Config) -> List[str]:
         raise ConfigError("training.eval_tasks generates with the training model, one chunk per rank without context"
                           " or sequence parallelism — fix: --set training.eval_tasks=[] for this layout (and score"
                           " its checkpoints with `myllm eval --tasks`)")
-    shipped = [p.name[:-len(".test.jsonl")] for p in task_files("prompts", "test")]
+    shipped = [path.name[:-len(".test.jsonl")] for path in task_files("prompts", "test")]
     unknown = [name for name in names if name not in shipped] if names != ["all"] else []
     if unknown:
         raise ConfigError(f"training.eval_tasks: no shipped task {', '.join(map(repr, unknown))} — fix: any of"

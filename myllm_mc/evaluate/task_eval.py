@@ -10,7 +10,7 @@ TensorBoard scalars and `loss.png` panel carry it: `task_accuracy`, `task_format
 from __future__ import annotations
 
 import time
-from typing import List, Sequence
+from typing import Sequence
 
 from myllm_mc.config import Config
 from myllm_mc.config.preflight import eval_task_names
@@ -27,33 +27,49 @@ def task_prompts(cfg: Config, tokenizer, names: Sequence[str]):
     for path in task_files("prompts", "test", names):
         kept = 0
         for record in load_records([path]):
+            if kept == limit:
+                break
             prompt = encode_prompt(tokenizer, record)
-            if kept < limit and len(prompt) <= room:
+            if len(prompt) <= room:
                 records.append(record)
                 ids.append(prompt)
                 kept += 1
     return records, ids
 
 
-class TaskEvalCallback(Callback):
+class ScheduledEvaluation(Callback):
+    """Runs `_evaluate(trainer)` every `interval` steps and at the last step, unless the run is stopping on an
+    error; its time is the loop's work, not callback overhead. Subclasses decide about step 0 (`on_train_start`)
+    and may switch themselves off with `active`."""
+
+    active = True
+
+    def __init__(self, interval: int, total_steps: int):
+        self.interval, self.total_steps = interval, total_steps
+
+    def on_step_end(self, trainer, record, control):
+        due = (self.interval and trainer.step % self.interval == 0) or trainer.step == self.total_steps
+        if self.active and due and not (control.stop and control.exit_code):
+            started = time.perf_counter()
+            self._evaluate(trainer)
+            trainer.loop_seconds += time.perf_counter() - started
+
+    def _evaluate(self, trainer) -> None:
+        raise NotImplementedError
+
+
+class TaskEvalCallback(ScheduledEvaluation):
     def __init__(self, cfg: Config, tokenizer, interval: int, total_steps: int, batch: int = 8):
         from .policy import PolicySampler
 
-        self.cfg, self.interval, self.total_steps = cfg, interval, total_steps
+        super().__init__(interval, total_steps)
+        self.cfg = cfg
         self.records, self.prompt_ids = task_prompts(cfg, tokenizer, eval_task_names(cfg))
         self.sampler = PolicySampler(tokenizer, cfg.model, batch, cfg.training.seed)
-        self.history: List[dict] = []
 
     def on_train_start(self, trainer):
         if trainer.step == 0:                  # a resumed run was scored at its last interval already
             self._evaluate(trainer)
-
-    def on_step_end(self, trainer, record, control):
-        due = (self.interval and trainer.step % self.interval == 0) or trainer.step == self.total_steps
-        if due and not (control.stop and control.exit_code):
-            started = time.perf_counter()
-            self._evaluate(trainer)
-            trainer.loop_seconds += time.perf_counter() - started          # loop work, not callback overhead
 
     def _evaluate(self, trainer):
         from .tasks import policy_task_accuracy
@@ -64,13 +80,10 @@ class TaskEvalCallback(Callback):
         metrics = {"task_accuracy": total["accuracy"], "task_format": total["format"],
                    "task_response_length": total["response_length"],
                    **{f"acc_{name}": row["accuracy"] for name, row in table.items()}}
-        self.history.append({"step": trainer.step, **metrics})
         trainer.callbacks.on_eval_end(trainer, trainer.step, metrics)
 
 
 def task_eval_callbacks(cfg: Config) -> list:
-    """[TaskEvalCallback] when `training.eval_tasks` is set (the engine adds it to every objective), else []."""
-    if not cfg.training.eval_tasks:
-        return []
+    """[TaskEvalCallback] for a config with `training.eval_tasks` (the engine adds it to every objective)."""
     from myllm_mc.data.tokenizer import Tokenizer
     return [TaskEvalCallback(cfg, Tokenizer(cfg.data.tokenizer), cfg.training.eval_interval, cfg.training.steps)]

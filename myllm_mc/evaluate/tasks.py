@@ -71,7 +71,7 @@ def policy_task_accuracy(sampler, trainer, records: Sequence[dict], prompt_ids: 
     mine = list(range(rank, len(records), size))
     done = sampler.greedy(trainer, [prompt_ids[i] for i in mine], max_new_tokens)
     texts = [sampler.tokenizer.decode(c.token_ids, skip_special_tokens=False) for c in done]
-    local = score_replies([records[i] for i in mine], texts, [len(c.token_ids) for c in done]) if mine else {}
+    local = score_replies([records[i] for i in mine], texts, [len(c.token_ids) for c in done])
     keys = ("correct", "format_ok", "length", "total")
     sums = torch.tensor([[float(local.get(t, {}).get(k, 0)) for k in keys] for t in tasks], dtype=torch.float64,
                         device=comm_device())
