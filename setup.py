@@ -26,7 +26,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["myllm_mc", "myllm_mc.*"]),
-    package_data={"myllm_mc.infer": ["static/*.html"]},     # the chat page `myllm serve` shows at /
+    package_data={"myllm_mc.serve": ["static/*.html"]},     # the chat page `myllm serve` shows at /
     install_requires=[
         "torch>=2.4",                   # install torch==2.13.0 (CPU) or your CUDA build first; not upgraded here
         "megatron-core==0.16.1",

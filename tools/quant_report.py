@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from myllm_mc.infer.quant_report import main  # noqa: E402
+from myllm_mc.interop.quant_report import main  # noqa: E402
 
 if __name__ == "__main__":
     if __package__ is None and "--help" not in sys.argv:

@@ -1,5 +1,6 @@
-"""Inference side of the chain: generation on megatron-core (KV-cache prefill/decode, per-request sampling,
-batching, streaming), checkpoint conversion (HF safetensors, GGUF), quantization, serving.
+"""Generation on megatron-core: KV-cache prefill/decode, per-request sampling, batching and streaming, and the
+`myllm generate` / `myllm chat` CLIs. The server (myllm_mc.serve) and format conversion (myllm_mc.interop) build
+on it.
 
     from myllm_mc.infer import inference_config, load_generator, SamplingParams
     gen = load_generator(inference_config("configs/tiny.yaml"), "runs/tiny/checkpoints")

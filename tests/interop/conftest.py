@@ -24,7 +24,7 @@ def interop_model(tmp_path_factory):
     from myllm_mc.config import dump, load
     from myllm_mc.data.tokenizer import Tokenizer
     from myllm_mc.data.tokenizer_training import train_tokenizer
-    from myllm_mc.infer.weights import build_single, single_process
+    from myllm_mc.interop.weights import build_single, single_process
     from myllm_mc.checkpoint import save_model
 
     root = tmp_path_factory.mktemp("interop")

@@ -3,7 +3,7 @@ figures), and an export that does not match its checkpoint is refused with exit 
 
 import re
 
-from myllm_mc.infer.export_cli import main
+from myllm_mc.interop.export_cli import main
 
 
 def _figures(line):
@@ -31,9 +31,9 @@ def test_an_export_that_does_not_match_its_checkpoint_is_refused(interop_model, 
     import pytest
 
     from myllm_mc.checkpoint import save_model
-    from myllm_mc.infer.export_check import ExportMismatch, check_export
-    from myllm_mc.infer.hf_export import export_hf
-    from myllm_mc.infer.weights import build_single, single_process
+    from myllm_mc.interop.export_check import ExportMismatch, check_export
+    from myllm_mc.interop.hf_export import export_hf
+    from myllm_mc.interop.weights import build_single, single_process
 
     cfg = interop_model["cfg"]
     export_hf(cfg, str(interop_model["checkpoint"]), tmp_path / "hf")

@@ -10,7 +10,7 @@ def test_load_full_state_of_a_training_checkpoint_equals_the_model_save(interop_
 
     from myllm_mc.checkpoint import load_model
     from myllm_mc.checkpoint.weights import sharded_model_state
-    from myllm_mc.infer.weights import build_single, load_full_state, single_process
+    from myllm_mc.interop.weights import build_single, load_full_state, single_process
 
     cfg = interop_model["cfg"]
     model = build_single(single_process(cfg))

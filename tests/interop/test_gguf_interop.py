@@ -23,7 +23,7 @@ QUANT_BOUNDS = {"q8_0": (0.95, 0.01), "q4_0": (0.75, 0.10)}   # (min top-1 agree
 @pytest.fixture(scope="module")
 def exported(interop_model, tmp_path_factory):
     """{fmt: GGUFExport} for every type, from the TP=1 checkpoint, plus our fp32 model."""
-    from myllm_mc.infer.gguf_export import GGUF_TYPES, export_gguf
+    from myllm_mc.interop.gguf_export import GGUF_TYPES, export_gguf
 
     root = tmp_path_factory.mktemp("gguf")
     files = {fmt: export_gguf(interop_model["cfg"], str(interop_model["checkpoint"]), root / f"m.{fmt}.gguf", fmt)
@@ -33,7 +33,7 @@ def exported(interop_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ours(interop_model):
-    from myllm_mc.infer.weights import build_single, single_process
+    from myllm_mc.interop.weights import build_single, single_process
     from myllm_mc.checkpoint import load_model
 
     model = build_single(single_process(interop_model["cfg"]))
@@ -60,8 +60,8 @@ def test_gguf_sizes_match_the_planner(exported, interop_model):
 
 def test_gguf_import_reproduces_our_logits(exported, interop_model, ours, tmp_path):
     from myllm_mc.config import load
-    from myllm_mc.infer.gguf_import import import_gguf
-    from myllm_mc.infer.weights import build_single, logits, single_process
+    from myllm_mc.interop.gguf_import import import_gguf
+    from myllm_mc.interop.weights import build_single, logits, single_process
     from myllm_mc.checkpoint import load_model
 
     tok = interop_model["tokenizer"]
@@ -107,7 +107,7 @@ def test_llama_cpp_tokenizes_like_us(exported, interop_model):
 
 @needs_llama_cpp
 def test_llama_cpp_greedy_equals_ours_f32_f16(exported, interop_model, ours):
-    from myllm_mc.infer.weights import greedy_recompute, logits
+    from myllm_mc.interop.weights import greedy_recompute, logits
 
     tok, vocab = interop_model["tokenizer"], interop_model["cfg"].model.vocab_size
     for fmt in ("f32", "f16"):
@@ -125,7 +125,7 @@ def test_llama_cpp_greedy_equals_ours_f32_f16(exported, interop_model, ours):
 
 @needs_llama_cpp
 def test_llama_cpp_quantized_top1_and_perplexity(exported, interop_model, ours):
-    from myllm_mc.infer.weights import logits
+    from myllm_mc.interop.weights import logits
 
     passages = _passages(interop_model["tokenizer"])
     references = [logits(ours, torch.tensor([ids]))[0].numpy() for ids in passages]

@@ -19,7 +19,7 @@ NEW_TOKENS = 16
 
 
 def _ours(interop_model, checkpoint):
-    from myllm_mc.infer.weights import build_single, single_process
+    from myllm_mc.interop.weights import build_single, single_process
     from myllm_mc.checkpoint import load_model
 
     model = build_single(single_process(interop_model["cfg"]))
@@ -52,8 +52,8 @@ def layouts(interop_model):
 def test_hf_export_matches_transformers_from_every_layout(interop_model, layouts, tmp_path):
     from transformers import LlamaForCausalLM
 
-    from myllm_mc.infer.hf_export import export_hf
-    from myllm_mc.infer.weights import greedy_recompute, logits
+    from myllm_mc.interop.hf_export import export_hf
+    from myllm_mc.interop.weights import greedy_recompute, logits
 
     tok, cfg = interop_model["tokenizer"], interop_model["cfg"]
     prompts = [tok.encode(p) for p in PROMPTS]
@@ -80,7 +80,7 @@ def test_hf_export_matches_transformers_from_every_layout(interop_model, layouts
 def test_hf_tokenizer_files_render_our_chat_format(interop_model, layouts, tmp_path):
     from transformers import AutoTokenizer
 
-    from myllm_mc.infer.hf_export import export_hf
+    from myllm_mc.interop.hf_export import export_hf
 
     tok = interop_model["tokenizer"]
     export_hf(interop_model["cfg"], str(layouts["tp1"]), tmp_path / "hf")
@@ -102,9 +102,9 @@ def test_hf_import_then_export_is_bit_exact_and_matches_transformers(interop_mod
     from transformers import LlamaForCausalLM
 
     from myllm_mc.config import load
-    from myllm_mc.infer.hf_export import export_hf
-    from myllm_mc.infer.hf_import import import_hf
-    from myllm_mc.infer.weights import logits
+    from myllm_mc.interop.hf_export import export_hf
+    from myllm_mc.interop.hf_import import import_hf
+    from myllm_mc.interop.weights import logits
 
     export_hf(interop_model["cfg"], str(layouts["tp1"]), tmp_path / "hf")
     imported = import_hf(tmp_path / "hf", tmp_path / "imported")

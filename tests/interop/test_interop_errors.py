@@ -26,7 +26,7 @@ def _assert_refused(capsys, stage, argv, out, *words):
 
 @pytest.fixture(scope="module")
 def f32_file(interop_model, tmp_path_factory):
-    from myllm_mc.infer.gguf_export import export_gguf
+    from myllm_mc.interop.gguf_export import export_gguf
 
     path = tmp_path_factory.mktemp("bad") / "good.f32.gguf"
     export_gguf(interop_model["cfg"], str(interop_model["checkpoint"]), path, "f32")
@@ -37,7 +37,7 @@ def _rewrite(source, target, arch="llama", drop=None, retype=None):
     """Copy a GGUF with another architecture name, a tensor left out, or one tensor stored as another type."""
     import gguf
 
-    from myllm_mc.infer.gguf_import import read_fields
+    from myllm_mc.interop.gguf_import import read_fields
 
     reader = gguf.GGUFReader(str(source))
     fields = read_fields(reader)
@@ -107,7 +107,7 @@ def test_export_refuses_unsupported_type_and_non_llama(capsys, interop_model, tm
 def test_hf_import_refuses_non_llama_and_missing_tensor(capsys, interop_model, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from myllm_mc.infer.hf_export import export_hf
+    from myllm_mc.interop.hf_export import export_hf
 
     hf = tmp_path / "hf"
     export_hf(interop_model["cfg"], str(interop_model["checkpoint"]), hf)
@@ -125,7 +125,7 @@ def test_hf_import_refuses_non_llama_and_missing_tensor(capsys, interop_model, t
 
 
 def test_import_of_the_shipped_word_refuses_hf_and_a_missing_wheel(capsys, tmp_path, monkeypatch):
-    import myllm_mc.infer.shipped_model as shipped
+    import myllm_mc.interop.shipped_model as shipped
 
     out = tmp_path / "out"
     _assert_refused(capsys, "import", ["hf", "shipped", "--out", str(out)], out, "myllm import gguf shipped")

@@ -14,7 +14,7 @@ import torch
 from interop_helpers import HAVE_LLAMA_CPP, corpus_texts
 
 try:
-    from myllm_mc.infer.shipped_model import shipped_gguf
+    from myllm_mc.interop.shipped_model import shipped_gguf
     GGUF = shipped_gguf()
 except FileNotFoundError as err:
     GGUF = None
@@ -34,7 +34,7 @@ def smollm(tmp_path_factory):
     from myllm_mc.cli import main
     from myllm_mc.config import load
     from myllm_mc.data.tokenizer import Tokenizer
-    from myllm_mc.infer.weights import build_single, single_process
+    from myllm_mc.interop.weights import build_single, single_process
     from myllm_mc.checkpoint import load_model
 
     out = tmp_path_factory.mktemp("smollm") / "imported"
@@ -58,7 +58,7 @@ def transformers_model():
 
 
 def test_real_gguf_greedy_and_perplexity_equal_transformers(smollm, transformers_model):
-    from myllm_mc.infer.weights import greedy_recompute, logits
+    from myllm_mc.interop.weights import greedy_recompute, logits
 
     model, tok, cfg = smollm
     hf, hf_tok = transformers_model
@@ -106,8 +106,8 @@ def test_real_model_q8_0_export_passes_its_check(smollm, tmp_path):
     floor) but 97.0 % over 2,048 tokens, the sample the check now scores; |Δ perplexity| stays under 1 %."""
     import re
 
-    from myllm_mc.infer.export_check import check_export
-    from myllm_mc.infer.gguf_export import export_gguf
+    from myllm_mc.interop.export_check import check_export
+    from myllm_mc.interop.gguf_export import export_gguf
 
     _, _, cfg = smollm
     checkpoint = cfg.checkpoint.init_from

@@ -87,7 +87,7 @@ def tokenizer_from_gguf(fields: dict, where: str):
              "smollm": pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])}
     if pre_name not in known:
         raise ConversionError(f"{where}: tokenizer.ggml.pre={pre_name!r} is not one this importer reproduces"
-                              f" ({', '.join(sorted(known))}) — fix: extend myllm_mc/infer/gguf_tokenizer.py")
+                              f" ({', '.join(sorted(known))}) — fix: extend myllm_mc/interop/gguf_tokenizer.py")
     tokens = fields["tokenizer.ggml.tokens"]
     types = fields.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
     merges = [tuple(m.split(" ", 1)) for m in fields.get("tokenizer.ggml.merges", [])]

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.infer.serve_helpers import API_KEY, SENTENCES, ServerProcess
+from tests.serve.serve_helpers import API_KEY, SENTENCES, ServerProcess
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 # 16 distinct prompts: the first two and the first three words of each memorised sentence

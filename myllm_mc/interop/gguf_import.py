@@ -2,7 +2,7 @@
 
 Weights are dequantized to fp32 (a Q4 file imports as the fp32 model that llama.cpp effectively runs), q and k
 are un-permuted from llama.cpp's rotary layout, and the tokenizer is rebuilt from the GGUF vocabulary, merges and
-pre-tokenizer name (myllm_mc.infer.gguf_tokenizer). Output layout as for HF import (myllm_mc.infer.hf_import).
+pre-tokenizer name (myllm_mc.interop.gguf_tokenizer). Output layout as for HF import (myllm_mc.interop.hf_import).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import time
 from myllm_mc.config import ConfigError
 from myllm_mc.config.cli import add_config_arguments
 
-from .server_limits import API_KEY_ENV, ServerSettings
+from .limits import API_KEY_ENV, ServerSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def main(argv) -> int:
     args = _parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: not a TCP port — fix: use 1..65535 (or 0 for a free one)")
-    from .loader import inference_config, load_tokenizer, resolve_checkpoint
+    from myllm_mc.infer.loader import inference_config, load_tokenizer, resolve_checkpoint
 
     cfg = inference_config(args.config, args.overrides, world_size=1)
     try:
@@ -107,9 +107,9 @@ def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -
     from myllm_mc.parallel.state import destroy
 
     from .batcher import Batcher
-    from .loader import load_generator
-    from .server_app import ServerState, build_app
-    from .server_metrics import ServerMetrics
+    from myllm_mc.infer.loader import load_generator
+    from .app import ServerState, build_app
+    from .metrics import ServerMetrics
 
     started = time.monotonic()
     generator = load_generator(cfg, checkpoint, max_batch_size=settings.max_batch_rows)

@@ -24,9 +24,9 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from .batcher import Batcher, FinishEvent, Job, TokenEvent
-from .server_limits import ConcurrencyGate, ServerSettings
-from .server_metrics import ServerMetrics
-from .server_schemas import ApiError, ChatCompletionRequest, CompletionRequest, error_body, parse
+from .limits import ConcurrencyGate, ServerSettings
+from .metrics import ServerMetrics
+from .schemas import ApiError, ChatCompletionRequest, CompletionRequest, error_body, parse
 
 OPEN_PATHS = ("/health", "/")     # no key: the liveness probe, and the static page (it holds no data; it sends the key)
 
@@ -166,7 +166,7 @@ _PAGE_CACHE: List[str] = []
 
 def _chat_page() -> str:
     if not _PAGE_CACHE:
-        _PAGE_CACHE.append(resources.files("myllm_mc.infer").joinpath("static/chat.html").read_text("utf-8"))
+        _PAGE_CACHE.append(resources.files("myllm_mc.serve").joinpath("static/chat.html").read_text("utf-8"))
     return _PAGE_CACHE[0]
 
 
@@ -227,7 +227,7 @@ def _params(state: ServerState, request, chat: bool, prompt_tokens: int):
                                 f"of {state.context_length} tokens — fix: ask for at most {room} tokens",
                            param="max_tokens", code="context_length_exceeded")
         max_tokens = asked
-    from .sampling import SamplingParams
+    from myllm_mc.infer.sampling import SamplingParams
 
     logprobs = bool(request.logprobs) if chat else request.logprobs is not None
     return SamplingParams(max_new_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,

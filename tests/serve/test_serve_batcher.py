@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from myllm_mc.infer.batcher import Batcher, FinishEvent, Job
-from myllm_mc.infer.server_metrics import ServerMetrics
+from myllm_mc.serve.batcher import Batcher, FinishEvent, Job
+from myllm_mc.serve.metrics import ServerMetrics
 
 PROMPTS = ["The quick", "Rain falls", "Children play", "Water boils"]
 

@@ -11,7 +11,7 @@ import pytest
 
 openai = pytest.importorskip("openai", reason="the serve extra is not installed (pip install -e '.[serve]')")
 
-from tests.infer.serve_helpers import API_KEY  # noqa: E402
+from tests.serve.serve_helpers import API_KEY  # noqa: E402
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "The quick brown"}]
 

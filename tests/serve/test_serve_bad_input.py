@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.infer.serve_helpers import REPO
+from tests.serve.serve_helpers import REPO
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"

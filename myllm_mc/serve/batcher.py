@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from .server_metrics import ServerMetrics
+from .metrics import ServerMetrics
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infer.serve_helpers import API_KEY, REPO
+from tests.serve.serve_helpers import API_KEY, REPO
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

