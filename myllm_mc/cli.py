@@ -11,10 +11,13 @@ import signal
 import sys
 from typing import Optional, Sequence
 
+from myllm_mc.config.errors import ConfigError
+from myllm_mc.errors import MyllmError, fail
+
 # (name, "module:function", one-line help) in the order of the chain
 STAGES = [
     ("plan", "myllm_mc.plan.cli:main", "derive and explain a configuration: parameters, FLOPs, memory, time, KV cache"),
-    ("config", "myllm_mc.config.cli:main", "show a config in full after overrides, or check it (`config show`)"),
+    ("config", "myllm_mc.preflight:main", "show a config in full after overrides, or check it (`config show`)"),
     ("data", "myllm_mc.data.cli:main", "corpus statistics (`data stats`): documents, bytes, tokens, bytes per token"),
     ("tokenizer", "myllm_mc.data.tokenizer_cli:main", "train a byte-level BPE tokenizer (`tokenizer train`)"),
     ("preprocess", "myllm_mc.data.preprocess_cli:main", "tokenize corpora into indexed .bin/.idx shards"),
@@ -97,12 +100,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"myllm {stage}: not built yet in this version of myllm_mc (see README, 'Status')", file=sys.stderr)
         return NOT_BUILT_EXIT
     _quiet_third_party()
-    from myllm_mc.config import ConfigError
     try:
         return int(func(rest) or 0)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    except MyllmError as err:                  # any stage's expected failure: its one line, exit 2
+        return fail(f"myllm {stage}", str(err), 2, err)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ import traceback
 DEBUG_ENV = "MYLLM_DEBUG"
 
 
+class MyllmError(Exception):
+    """An expected failure (bad config, input, checkpoint, request): its message is one line naming the problem and
+    the fix, so every command prints it as it is and exits 2. Each stage's error class derives from this one (and
+    from the builtin it refines, ValueError or RuntimeError, for callers that catch those)."""
+
+
 def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
 

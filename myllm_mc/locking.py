@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from myllm_mc.errors import MyllmError
 
-class LockHeld(RuntimeError):
+
+class LockHeld(MyllmError, RuntimeError):
     """Another live run holds the lock; the message is one line naming it and the fix."""
 
 

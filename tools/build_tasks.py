@@ -12,7 +12,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from myllm_mc.data.tasks.generate import (COUNTS, FORMAT_INSTRUCTION, TEST_PERCENT,  # noqa: E402
+from myllm_mc.tasks.generate import (COUNTS, FORMAT_INSTRUCTION, TEST_PERCENT,  # noqa: E402
                                           build_task_sets, write_task_sets)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,7 +50,7 @@ def readme(files, seed: int) -> str:
 
 Built by `python tools/build_tasks.py --seed {seed}` from the shipped corpus `data/corpus.jsonl.zst`; re-running
 it gives byte-identical files (tested). Used for SFT, DPO (correct vs plausible wrong answer), GRPO rewards and
-task accuracy; checked by `myllm_mc.data.tasks` (verifiers and the reward registry). See docs/data.md.
+task accuracy; checked by `myllm_mc.tasks` (verifiers and the reward registry). See docs/data.md.
 
 **Licence.** Derived from the shipped public-domain corpus (Jane Austen's novels and the King James Bible, see
 data/README.md); the generated questions and answers are released into the public domain as well.

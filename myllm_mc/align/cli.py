@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 from myllm_mc.config import ConfigError, load
-from myllm_mc.config.cli import add_config_arguments
+from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.parallel.launch import launcher_world_size
 
 EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(cfg, method: str) -> None:
-    from myllm_mc.config.preflight import eval_task_names
+    from myllm_mc.tasks.selection import eval_task_names
 
     from .sft import check_align_layout
     check_align_layout(cfg, method)

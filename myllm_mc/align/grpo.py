@@ -32,7 +32,7 @@ DRIFT_EXIT = 4
 
 def check_grpo(cfg: Config) -> None:
     """What a GRPO run needs, refused before any process starts (one line each)."""
-    from myllm_mc.data.tasks import get_reward
+    from myllm_mc.tasks import get_reward
 
     g, t, p = cfg.align.grpo, cfg.training, cfg.parallel
     if g.group_size < 2:
@@ -107,7 +107,8 @@ class GRPOObjective(Objective):
         from megatron.core import parallel_state as ps
 
         from myllm_mc.infer import SamplingParams
-        from myllm_mc.train.step import comm_device, run_schedule
+        from myllm_mc.parallel.hardware import comm_device
+        from myllm_mc.train.step import run_schedule
 
         from .rollout import build_rollout, sample_seed
 
@@ -205,7 +206,7 @@ class GRPOObjective(Objective):
     def metrics(self, forward_data_store: List[dict]) -> Dict[str, float]:
         import torch
 
-        from myllm_mc.train.step import comm_device
+        from myllm_mc.parallel.hardware import comm_device
         out = super().metrics(forward_data_store)
         local = max((float(entry["logprob diff max"]) for entry in forward_data_store), default=0.0)
         value = torch.tensor([local], dtype=torch.float64, device=comm_device())
@@ -236,7 +237,7 @@ class SamplerDrift(Callback):
 
 def read_grpo_prompts(cfg: Config, tokenizer, echo=print):
     """(train prompts, held-out prompts): rendered, too-long and unscorable records counted and skipped."""
-    from myllm_mc.data.tasks import compute_rewards
+    from myllm_mc.tasks import compute_rewards
 
     from .chat_data import read_prompts
 

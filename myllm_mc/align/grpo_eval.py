@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List
 
-from myllm_mc.evaluate.task_eval import ScheduledEvaluation
+from myllm_mc.train.task_eval import ScheduledEvaluation
 from myllm_mc.train.callbacks import Callback
 
 
@@ -33,9 +33,9 @@ class HeldOutAccuracy(ScheduledEvaluation):
         import torch
         from megatron.core import parallel_state as ps
 
-        from myllm_mc.data.tasks import compute_rewards, is_correct
+        from myllm_mc.tasks import compute_rewards, is_correct
         from myllm_mc.infer import SamplingParams
-        from myllm_mc.train.step import comm_device
+        from myllm_mc.parallel.hardware import comm_device
 
         from .rollout import sample_seed
 

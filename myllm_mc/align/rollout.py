@@ -89,7 +89,7 @@ def build_rollout(prompts: Sequence[Prompt], completions, group_size: int, seq_l
     """Score `completions` (one per prompt × G, in order) and lay them out for training. `any_kept_globally`
     (kept count → global kept count) keeps every group when no DP rank has a group with reward spread: the
     loss then is the KL term alone instead of 0/0."""
-    from myllm_mc.data.tasks import compute_rewards
+    from myllm_mc.tasks import compute_rewards
 
     from .grpo_loss import group_advantages
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from myllm_mc.config import load
-from myllm_mc.config.cli import add_config_arguments
+from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
 from myllm_mc.parallel.launch import launcher_local_rank, launcher_rank, launcher_world_size, local_device
 

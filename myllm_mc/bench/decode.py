@@ -63,7 +63,7 @@ def measure(cfg, batches: Sequence[int], prompt_tokens: int = 128, new_tokens: i
 
 def main(argv=None) -> int:
     from myllm_mc.config import ConfigError
-    from myllm_mc.config.cli import add_config_arguments
+    from myllm_mc.config.arguments import add_config_arguments
     from myllm_mc.infer.loader import inference_config
 
     parser = argparse.ArgumentParser(prog="python -m myllm_mc.bench.decode", description=__doc__,

@@ -1,6 +1,7 @@
 """Typed configuration: `load(path, overrides, world_size)` is the only way a run gets its settings."""
 
-from .loader import ConfigError, dump, from_dict, load, parse_override, to_dict
+from .errors import ConfigError
+from .loader import dump, from_dict, load, parse_override, to_dict
 from .schema import (CheckpointConfig, Config, DataConfig, DiagnosticsConfig, LoggingConfig, ModelConfig,
                      OptimizerConfig, ParallelConfig, PlanConfig, ScheduleConfig, TrainingConfig)
 from .validate import resolve_layout

@@ -14,11 +14,8 @@ from typing import Any, Iterable, Literal, Optional, Union
 
 import yaml
 
+from .errors import ConfigError
 from .schema import Config
-
-
-class ConfigError(ValueError):
-    """A configuration problem; its message is one line naming the key and the fix."""
 
 
 def _hints(cls) -> dict:

@@ -10,7 +10,7 @@ import dataclasses
 import math
 from typing import Optional
 
-from .loader import ConfigError
+from .errors import ConfigError
 from .schema import Config, ParallelConfig
 
 

@@ -13,7 +13,6 @@ inspect and the MPI shard/merge path all work unchanged), and the mask costs one
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -21,7 +20,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from .readers import MALFORMED_JSON, MISSING_KEY, NON_UTF8, BadRecord
-from .tokenizer import CHAT_ROLES, Tokenizer, replace_lone_surrogates
+from .tokenizer import CHAT_ROLES, Tokenizer
 
 CHAT_OUTPUT_KEYS = ("text", "loss_mask")       # → PREFIX_text_document, PREFIX_loss_mask_document
 DEFAULT_MESSAGES_KEY = "messages"
@@ -92,37 +91,6 @@ def encode_conversation(tokenizer: Tokenizer, messages: Sequence[dict], append_e
     if append_eod:
         ids, mask = ids + [tokenizer.eod], mask + [0]
     return ids, mask
-
-
-def encode_chat_batch(batch, tokenizer: Tokenizer, key: str, append_eod: bool, dtype):
-    """Parse, validate and render one raw batch of conversations (runs in a preprocessing worker)."""
-    from .preprocess import EncodedBatch
-
-    conversations, bad, surrogates = [], [], 0
-    for number, payload in zip(batch.numbers, batch.payloads):
-        try:
-            messages = parse_conversation(batch.kind, payload, key)
-        except BadRecord as record:
-            bad.append((record.reason, f"{batch.file}:{number}"))
-            continue
-        replaced = 0
-        for message in messages:
-            message["content"], n = replace_lone_surrogates(message["content"])
-            replaced += n
-        surrogates += bool(replaced)
-        conversations.append(messages)
-    ids_list, masks = [], []
-    for ids, mask in tokenizer.encode_chat_batch(conversations):
-        if append_eod:
-            ids, mask = ids + [tokenizer.eod], mask + [0]
-        ids_list.append(ids)
-        masks.append(mask)
-    lengths = np.fromiter((len(d) for d in ids_list), dtype=np.int64, count=len(ids_list))
-    total = int(lengths.sum())
-    tokens = {"text": np.fromiter(itertools.chain.from_iterable(ids_list), dtype=dtype, count=total),
-              "loss_mask": np.fromiter(itertools.chain.from_iterable(masks), dtype=np.uint8, count=total)}
-    return EncodedBatch(tokens, {"text": lengths, "loss_mask": lengths}, len(ids_list), batch.nbytes, bad,
-                        surrogates, int(tokens["loss_mask"].sum()))
 
 
 class ChatDataset:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from myllm_mc.errors import MyllmError
+
 FIELDS = ("tokens", "labels", "loss_mask", "position_ids")
 
 
-class DaliUnavailable(RuntimeError):
+class DaliUnavailable(MyllmError, RuntimeError):
     pass
 
 

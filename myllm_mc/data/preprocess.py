@@ -19,6 +19,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from .chat import CHAT_OUTPUT_KEYS, CHAT_REASONS, parse_conversation
 from .indexed_output import AtomicIndexedWriter, smallest_dtype
 from .progress import Throughput
 from .readers import BadRecord, InputError, RawBatch, SkipLog, parse_record, raw_batches
@@ -56,7 +57,6 @@ def encode_raw_batch(batch: RawBatch) -> EncodedBatch:
     """Parse, validate and tokenize one batch (runs in a worker)."""
     tok: Tokenizer = _WORKER["tokenizer"]
     if _WORKER["chat"]:
-        from .chat import encode_chat_batch
         return encode_chat_batch(batch, tok, _WORKER["keys"][0], _WORKER["append_eod"], _WORKER["dtype"])
     keys, dtype = _WORKER["keys"], _WORKER["dtype"]
     per_key: Dict[str, List[str]] = {k: [] for k in keys}
@@ -81,6 +81,35 @@ def encode_raw_batch(batch: RawBatch) -> EncodedBatch:
         tokens[key] = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths[key].sum()))
     documents = len(per_key[keys[0]]) if keys else 0
     return EncodedBatch(tokens, lengths, documents, batch.nbytes, bad, surrogates)
+
+
+def encode_chat_batch(batch, tokenizer: Tokenizer, key: str, append_eod: bool, dtype):
+    """Parse, validate and render one raw batch of conversations (runs in a preprocessing worker)."""
+    conversations, bad, surrogates = [], [], 0
+    for number, payload in zip(batch.numbers, batch.payloads):
+        try:
+            messages = parse_conversation(batch.kind, payload, key)
+        except BadRecord as record:
+            bad.append((record.reason, f"{batch.file}:{number}"))
+            continue
+        replaced = 0
+        for message in messages:
+            message["content"], n = replace_lone_surrogates(message["content"])
+            replaced += n
+        surrogates += bool(replaced)
+        conversations.append(messages)
+    ids_list, masks = [], []
+    for ids, mask in tokenizer.encode_chat_batch(conversations):
+        if append_eod:
+            ids, mask = ids + [tokenizer.eod], mask + [0]
+        ids_list.append(ids)
+        masks.append(mask)
+    lengths = np.fromiter((len(d) for d in ids_list), dtype=np.int64, count=len(ids_list))
+    total = int(lengths.sum())
+    tokens = {"text": np.fromiter(itertools.chain.from_iterable(ids_list), dtype=dtype, count=total),
+              "loss_mask": np.fromiter(itertools.chain.from_iterable(masks), dtype=np.uint8, count=total)}
+    return EncodedBatch(tokens, {"text": lengths, "loss_mask": lengths}, len(ids_list), batch.nbytes, bad,
+                        surrogates, int(tokens["loss_mask"].sum()))
 
 
 # --- main side ----------------------------------------------------------------------------------------------
@@ -159,7 +188,6 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
     writers = {}
     skips = SkipLog()
     if chat:                       # chat reasons print after the readers' ones, in a fixed order
-        from .chat import CHAT_REASONS
         skips.counts.update({reason: 0 for reason in CHAT_REASONS})
     surrogates = records = 0
     in_flight = threading.Semaphore(4 * max(workers, 1) + 2)   # back-pressure: never read far ahead
@@ -221,7 +249,6 @@ def _bounded(batches, semaphore, stop):
 def output_keys(keys: Sequence[str], chat: bool = False) -> tuple:
     """The datasets a run writes: one per key, or tokens + loss mask for chat."""
     if chat:
-        from .chat import CHAT_OUTPUT_KEYS
         return CHAT_OUTPUT_KEYS
     return tuple(keys)
 

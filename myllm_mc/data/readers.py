@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple
 
+from myllm_mc.errors import MyllmError
+
 # why a record was skipped, in the order the summary prints them
 MALFORMED_JSON = "malformed_json"
 NON_UTF8 = "non_utf8"
@@ -41,7 +43,7 @@ def warn_huge_document(where: str, size: int) -> None:
           f"into smaller ones", file=sys.stderr, flush=True)
 
 
-class InputError(ValueError):
+class InputError(MyllmError, ValueError):
     """Unusable input (missing, unreadable, unknown format, or bad records under --strict); one line with the fix."""
 
 

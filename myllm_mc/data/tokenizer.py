@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Iterable, List, Sequence, Tuple
 
+from myllm_mc.errors import MyllmError
+
 EOD = "<|endoftext|>"
 PAD = "<|pad|>"
 IM_START = "<|im_start|>"
@@ -27,7 +29,7 @@ CHAT_ROLES = ("system", "user", "assistant")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class TokenizerError(ValueError):
+class TokenizerError(MyllmError, ValueError):
     """A tokenizer file that cannot be used; the message is one line with the fix."""
 
 

@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from myllm_mc.config.cli import add_config_arguments
+from myllm_mc.config.arguments import add_config_arguments
 
 from .inputs import EvalError
 

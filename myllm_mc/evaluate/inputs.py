@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from myllm_mc.errors import MyllmError
 
-class EvalError(ValueError):
+
+class EvalError(MyllmError, ValueError):
     """An eval input problem, as one line with its fix."""
 
 
@@ -135,14 +137,14 @@ def valid_source(cfg, tokenizer, max_documents: Optional[int] = None) -> TextSou
 
 
 def available_tasks() -> List[str]:
-    from myllm_mc.data.tasks import TASKS_DIR
+    from myllm_mc.tasks import TASKS_DIR
 
     return sorted(p.name.removesuffix(".test.jsonl") for p in (TASKS_DIR / "prompts").glob("*.test.jsonl"))
 
 
 def task_records(names: str, limit: Optional[int] = None) -> List[dict]:
     """The test prompts of the named tasks ("all" or "a,b"), the first `limit` of each."""
-    from myllm_mc.data.tasks import load_records, task_files
+    from myllm_mc.tasks import load_records, task_files
 
     known = available_tasks()
     wanted = known if names.strip() == "all" else [n.strip() for n in names.split(",") if n.strip()]

@@ -15,7 +15,7 @@ def score_replies(records: Sequence[dict], responses: Sequence[str], lengths: Op
                   ) -> Dict[str, dict]:
     """{task: {"correct", "total", "accuracy", "format_ok", "format"[, "length", "response_length"]}} plus "all":
     the one scoring of greedy replies that `myllm eval`, the training-time callback and GRPO's held-out check use."""
-    from myllm_mc.data.tasks import accuracy_by_task, follows_format
+    from myllm_mc.tasks import accuracy_by_task, follows_format
 
     table = accuracy_by_task(records, responses)
     for row in table.values():
@@ -64,7 +64,7 @@ def policy_task_accuracy(sampler, trainer, records: Sequence[dict], prompt_ids: 
     import torch
     from megatron.core import parallel_state as ps
 
-    from myllm_mc.train.step import comm_device
+    from myllm_mc.parallel.hardware import comm_device
 
     tasks = sorted({r.get("task", "?") for r in records})
     rank, size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()

@@ -13,7 +13,7 @@ import argparse
 import signal
 import sys
 
-from myllm_mc.config.cli import add_config_arguments
+from myllm_mc.config.arguments import add_config_arguments
 
 from .generate_cli import add_sampling_arguments, sampling_from
 from .sampling import GenerationError

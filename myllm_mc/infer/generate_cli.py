@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from myllm_mc.config.cli import add_config_arguments
+from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.parallel.launch import launcher_world_size
 
 from .sampling import GenerationError, SamplingParams

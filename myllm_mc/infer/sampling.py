@@ -14,8 +14,10 @@ from typing import Optional, Sequence
 
 import torch
 
+from myllm_mc.errors import MyllmError
 
-class GenerationError(ValueError):
+
+class GenerationError(MyllmError, ValueError):
     """A request that cannot run; the message is one line naming the problem and the fix."""
 
 

@@ -14,6 +14,7 @@ from typing import Dict
 import torch
 
 from myllm_mc.config import Config, ConfigError, from_dict, to_dict
+from myllm_mc.errors import MyllmError
 from myllm_mc.model.llama_layout import LlamaShape
 
 SINGLE_PROCESS = ["parallel.world_size=1", "parallel.tensor=1", "parallel.pipeline=1", "parallel.virtual_pipeline=null",
@@ -21,7 +22,7 @@ SINGLE_PROCESS = ["parallel.world_size=1", "parallel.tensor=1", "parallel.pipeli
                   "parallel.backend=gloo", "model.recompute=none", "model.spec=local"]
 
 
-class ConversionError(ValueError):
+class ConversionError(MyllmError, ValueError):
     """A file or checkpoint that cannot be converted; the message is one line naming what and the fix."""
 
 

@@ -19,6 +19,11 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def comm_device() -> str:
+    """Where small tensors for collectives live: nccl needs CUDA tensors, gloo CPU ones."""
+    return "cuda" if cuda_available() else "cpu"
+
+
 @lru_cache(maxsize=1)
 def transformer_engine_available() -> bool:
     """True when transformer_engine imports (looked up lazily: it is a GPU-only dependency)."""

@@ -16,7 +16,7 @@ import json
 from typing import Optional
 
 from myllm_mc.config import ConfigError, load
-from myllm_mc.config.cli import add_config_arguments
+from myllm_mc.config.arguments import add_config_arguments
 
 GiB = 2**30
 

@@ -21,7 +21,7 @@ import sys
 import time
 
 from myllm_mc.config import ConfigError
-from myllm_mc.config.cli import add_config_arguments
+from myllm_mc.config.arguments import add_config_arguments
 
 from .limits import API_KEY_ENV, ServerSettings
 

@@ -19,9 +19,9 @@ import sys
 import tempfile
 
 from myllm_mc.config import ConfigError, load
-from myllm_mc.config.cli import add_config_arguments
-from myllm_mc.config.preflight import check_inputs
-from myllm_mc.errors import fail
+from myllm_mc.config.arguments import add_config_arguments
+from myllm_mc.preflight import check_inputs
+from myllm_mc.errors import MyllmError, fail
 from myllm_mc.parallel.launch import launcher_rank, launcher_world_size
 
 EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"   # where ranks leave the loop's exit code for the parent of torchrun
@@ -86,11 +86,9 @@ def main(argv) -> int:
 
     from .faults import Faults
     from .run import run_training
-    from myllm_mc.checkpoint.errors import CheckpointError
-    from myllm_mc.data.readers import InputError
     try:
         code = run_training(cfg, Faults(tuple(args.poison_step), args.kill_in_save_step)).exit_code
-    except (CheckpointError, InputError) as err:   # the same on every rank (rank 0 decided, or the same data):
+    except MyllmError as err:   # the same on every rank (rank 0 decided, or the same data):
         # one line, from rank 0
         if launcher_rank() == 0:
             fail("myllm train", str(err), 2, err)

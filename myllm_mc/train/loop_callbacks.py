@@ -11,6 +11,7 @@ import time
 
 from .callbacks import Callback, Control, StepRecord
 from .signals import PREEMPTED_EXIT, PreemptionHandler
+from .step import all_reduce_max
 
 
 class _Timed(Callback):
@@ -37,8 +38,7 @@ class PreemptionCallback(_Timed):
         self.handler.install()
 
     def step_end(self, trainer, record, control):
-        from .trainer import _all_reduce_max
-        if self.handler.should_stop(_all_reduce_max):
+        if self.handler.should_stop(all_reduce_max):
             if self.handler.exit_code == PREEMPTED_EXIT:
                 reason = f"received {self.handler.signal_name}: saved and exiting for requeue"
             else:                          # Ctrl-C: saved too, but the user, not a scheduler, resumes

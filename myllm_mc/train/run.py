@@ -19,6 +19,7 @@ from .diagnostics import InitialLossCheck, LossSpikeDetector, NonFiniteGuard
 from .metrics import MetricsLogger, echo_stderr, flops_per_step, peak_tflops
 from .objective import Objective, PretrainObjective
 from .setup import TrainState, setup_state
+from .task_eval import task_eval_callbacks
 from .trainer import ObjectiveData, Trainer, TrainResult
 
 
@@ -80,7 +81,6 @@ def run_objective(cfg: Config, objective: Objective, make_data: Callable[[Config
         callbacks = default_callbacks(cfg, dist.get_rank() == 0, echo, from_scratch=objective.from_scratch)
         callbacks.callbacks.extend(extra_callbacks)
         if cfg.training.eval_tasks:                 # task accuracy by greedy generation (pretrain, SFT, DPO, GRPO)
-            from myllm_mc.evaluate.task_eval import task_eval_callbacks
             callbacks.callbacks.extend(task_eval_callbacks(cfg))
         trainer = Trainer(cfg, state, objective, data, callbacks, faults=faults, echo=echo)
         result = trainer.fit()

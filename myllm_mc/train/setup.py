@@ -34,6 +34,27 @@ def mixed_precision(cfg: Config, chunks):
     return [Float16Module(chunk.config, chunk) for chunk in chunks]
 
 
+def wrap_ddp(cfg: Config, chunks: List) -> List:
+    """megatron-core DDP around each model chunk, with the hooks its schedules expect on the shared config."""
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+
+    p = cfg.parallel
+    model_config = chunks[0].config
+    model_config.calculate_per_token_loss = True        # see step.py: loss = mean over all global tokens
+    ddp_config = DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True, overlap_grad_reduce=p.overlap_grad_reduce,
+        overlap_param_gather=p.overlap_param_gather and p.distributed_optimizer,
+        use_distributed_optimizer=p.distributed_optimizer, average_in_collective=False)
+    model = [DistributedDataParallel(config=model_config, ddp_config=ddp_config, module=chunk,
+                                     disable_bucketing=i > 0) for i, chunk in enumerate(chunks)]
+    for chunk in model:
+        chunk.broadcast_params()   # identical replicas even if a rank's init drifted
+    no_sync = [chunk.no_sync for chunk in model]
+    model_config.no_sync_func = no_sync[0] if len(no_sync) == 1 else no_sync
+    model_config.finalize_model_grads_func = finalize_model_grads
+    return model
+
+
 def setup_state(cfg: Config, echo=print, runtime=None) -> TrainState:
     """Initialise distributed state and everything the optimizer step needs. Collective; the caller ends it with
     `myllm_mc.parallel.state.destroy(process_group=False)`."""
@@ -42,7 +63,6 @@ def setup_state(cfg: Config, echo=print, runtime=None) -> TrainState:
     from myllm_mc.parallel.state import init_distributed
 
     from .optimizer import build_optimizer, build_scheduler
-    from .trainer import wrap_ddp
 
     if runtime is None:
         runtime = init_distributed(cfg, seed=cfg.training.seed)

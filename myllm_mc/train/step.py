@@ -10,18 +10,13 @@ ranks — which is what makes DP=2 and DP=1 with 2× accumulation agree.
 
 from __future__ import annotations
 
-from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+from myllm_mc.parallel.hardware import comm_device   # hardware is decided in parallel/, once
 
 import math
 import time
 from typing import Callable, List, Optional, Tuple
 
 from myllm_mc.model import forward_step
-
-
-def comm_device() -> str:
-    """Where small tensors for collectives live: nccl needs CUDA tensors, gloo CPU ones."""
-    return "cuda" if cuda_available() else "cpu"
 
 
 class DataTimer:
@@ -110,3 +105,12 @@ def optimizer_update(optimizer, scheduler, loss: float) -> Tuple[bool, Optional[
     optimizer.step_with_ready_grads()
     scheduler.step(increment=1)
     return True, grad_norm
+
+
+def all_reduce_max(flag: int) -> int:
+    """The largest `flag` over every rank (a stop any rank asks for is everyone's stop)."""
+    import torch
+    import torch.distributed as dist
+    tensor = torch.tensor([flag], dtype=torch.int32, device=comm_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())

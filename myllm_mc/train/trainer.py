@@ -4,7 +4,7 @@ dist_checkpointing); everything cross-cutting is a callback. Read `Trainer.fit` 
 
 from __future__ import annotations
 
-from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+from myllm_mc.parallel.hardware import comm_device, cuda_available   # hardware is decided in parallel/, once
 
 import math
 import time
@@ -21,7 +21,7 @@ from .faults import Faults
 from .loop_callbacks import CheckpointCallback, EvaluationCallback, PreemptionCallback
 from .objective import Objective
 from .setup import TrainState
-from .step import DataTimer, comm_device, make_forward_step, optimizer_update, run_schedule
+from .step import DataTimer, make_forward_step, optimizer_update, run_schedule
 
 
 @dataclass
@@ -34,27 +34,6 @@ class TrainResult:
     reason: str = ""
     step_seconds: float = 0.0          # time inside train_step, all steps
     callback_seconds: float = 0.0      # time inside the callbacks' on_step_end (logging, diagnostics): overhead
-
-
-def wrap_ddp(cfg: Config, chunks: List) -> List:
-    """megatron-core DDP around each model chunk, with the hooks its schedules expect on the shared config."""
-    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
-
-    p = cfg.parallel
-    model_config = chunks[0].config
-    model_config.calculate_per_token_loss = True        # see step.py: loss = mean over all global tokens
-    ddp_config = DistributedDataParallelConfig(
-        grad_reduce_in_fp32=True, overlap_grad_reduce=p.overlap_grad_reduce,
-        overlap_param_gather=p.overlap_param_gather and p.distributed_optimizer,
-        use_distributed_optimizer=p.distributed_optimizer, average_in_collective=False)
-    model = [DistributedDataParallel(config=model_config, ddp_config=ddp_config, module=chunk,
-                                     disable_bucketing=i > 0) for i, chunk in enumerate(chunks)]
-    for chunk in model:
-        chunk.broadcast_params()   # identical replicas even if a rank's init drifted
-    no_sync = [chunk.no_sync for chunk in model]
-    model_config.no_sync_func = no_sync[0] if len(no_sync) == 1 else no_sync
-    model_config.finalize_model_grads_func = finalize_model_grads
-    return model
 
 
 @dataclass
@@ -223,14 +202,6 @@ def _synchronize() -> None:
     import torch
     if cuda_available():
         torch.cuda.synchronize()
-
-
-def _all_reduce_max(flag: int) -> int:
-    import torch
-    import torch.distributed as dist
-    tensor = torch.tensor([flag], dtype=torch.int32, device=comm_device())
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return int(tensor.item())
 
 
 def _count_parameters(model: List) -> int:

@@ -24,7 +24,7 @@ def test_finetuning_refuses_context_parallel_and_te_packing_before_any_process(m
 
 
 def test_training_time_task_eval_refuses_unknown_tasks_and_layouts_it_cannot_generate_in():
-    from myllm_mc.config.preflight import eval_task_names
+    from myllm_mc.tasks.selection import eval_task_names
     assert eval_task_names(load("configs/tiny.yaml", ["training.eval_tasks=[format,arithmetic]"], world_size=1)) \
         == ["format", "arithmetic"]
     assert "counting" in eval_task_names(load("configs/tiny.yaml", ["training.eval_tasks=[all]"], world_size=1))

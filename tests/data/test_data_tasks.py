@@ -9,7 +9,7 @@ import pytest
 
 from data_helpers import REPO, load_corpus, run_tool
 from myllm_mc.data import tasks as T
-from myllm_mc.data.tasks.generate import COUNTS, FORMAT_INSTRUCTION
+from myllm_mc.tasks.generate import COUNTS, FORMAT_INSTRUCTION
 
 TASK_DIR = REPO / "data" / "tasks"
 QUOTED = re.compile(r'"(.+)"')

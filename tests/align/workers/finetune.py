@@ -69,7 +69,7 @@ def greedy_accuracy(overrides, weights, records, max_new=16):
     import torch
 
     from myllm_mc.checkpoint import load_model, resolve_weights
-    from myllm_mc.data.tasks.verify import follows_format, is_correct
+    from myllm_mc.tasks.verify import follows_format, is_correct
     from myllm_mc.data.tokenizer import Tokenizer
     from myllm_mc.model import build_model
     from myllm_mc.parallel.state import destroy, init_distributed

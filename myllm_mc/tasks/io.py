@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import List, Sequence
 
-TASKS_DIR = Path(__file__).resolve().parents[3] / "data" / "tasks"
+TASKS_DIR = Path(__file__).resolve().parents[2] / "data" / "tasks"
 KINDS = ("sft", "dpo", "prompts")
 
 

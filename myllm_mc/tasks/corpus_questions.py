@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence
 
-from ..readers import iter_documents
+from myllm_mc.data.readers import iter_documents
 
 _VERSE = re.compile(r"^(\d+) (.+)$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")

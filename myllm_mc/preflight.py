@@ -1,20 +1,29 @@
-"""Checks of what a config points at (tokenizer, data prefixes), run before any training process starts.
+"""Checks of what a config points at (tokenizer, data prefixes, checkpoints, task names), run before any training
+process starts; and `myllm config show|check`, their command.
 
-Why separate from validate.py: `load()` validates the config itself everywhere (the planner, `config show`) even
-where the data does not exist yet; these checks read the file system and run where a run is about to start —
-`myllm config check` (the Slurm scripts' fail-fast step), `myllm train` before it starts torchrun, and each rank
-under srun/mpirun before the process group forms. Each failure is one ConfigError line (exit 2).
+Why not in config/: `load()` validates the config itself everywhere (the planner, `config show`) even where the
+data does not exist yet, and config/ sits below every stage; these checks read the file system through data/,
+checkpoint/ and tasks/ and run where a run is about to start — `myllm config check` (the Slurm scripts'
+fail-fast step), `myllm train` / `myllm finetune` before they start torchrun, and each rank under srun/mpirun
+before the process group forms. Each failure is one ConfigError line (exit 2).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
 from typing import List, Tuple
 
-from .loader import ConfigError
-from .schema import Config
+from myllm_mc.checkpoint import compat, is_complete, lock, read_meta, resolve_resume, resolve_weights
+from myllm_mc.checkpoint.errors import CheckpointError
+from myllm_mc.config import Config, ConfigError, dump, load
+from myllm_mc.config.arguments import add_config_arguments
+from myllm_mc.data.datasets import parse_blend
+from myllm_mc.data.readers import InputError
+from myllm_mc.data.tokenizer import Tokenizer, TokenizerError
+from myllm_mc.tasks.selection import eval_task_names
 
 MANY_EPOCHS = 10          # beyond this a run mostly memorises its data
 _IDX_DTYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 8, 7: 4, 8: 2}   # megatron-core's .idx dtype codes
@@ -31,8 +40,6 @@ def dataset_tokens(prefix: str) -> int:
 
 
 def check_tokenizer(cfg: Config):
-    from myllm_mc.data.tokenizer import Tokenizer, TokenizerError
-
     if not cfg.data.tokenizer:
         raise ConfigError("data.tokenizer: not set — fix: --set data.tokenizer=path/to/tokenizer.json")
     try:
@@ -49,9 +56,6 @@ def check_tokenizer(cfg: Config):
 
 def check_data(cfg: Config) -> List[Tuple[str, int]]:
     """(prefix, tokens) of every data.blend entry; raises ConfigError when one is missing or unreadable."""
-    from myllm_mc.data.datasets import parse_blend
-    from myllm_mc.data.readers import InputError
-
     if cfg.data.loader != "megatron":
         return []
     try:
@@ -79,9 +83,6 @@ def epochs_warning(cfg: Config, sizes: List[Tuple[str, int]]) -> str | None:
 
 def check_checkpoint(cfg: Config) -> None:
     """checkpoint.dir not held by a live run; the checkpoint a resume would pick matches the model and tokenizer."""
-    from myllm_mc.checkpoint import compat, lock, resolve_resume, read_meta
-    from myllm_mc.checkpoint.errors import CheckpointError
-
     c = cfg.checkpoint
     try:
         if c.dir:
@@ -90,36 +91,11 @@ def check_checkpoint(cfg: Config) -> None:
         if candidate is not None:
             compat.check(read_meta(candidate), cfg, candidate)
         elif c.init_from and Path(c.init_from).exists():       # a missing one: the run says so
-            from myllm_mc.checkpoint import is_complete, resolve_weights
             weights = resolve_weights(c.init_from)
             if is_complete(weights):
                 compat.check(read_meta(weights), cfg, weights, init=True)
     except (CheckpointError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from None
-
-
-def eval_task_names(cfg: Config) -> List[str]:
-    """`training.eval_tasks` with `all` expanded, checked where a run starts (after the stage's own layout checks,
-    so a fine-tuning layout refusal comes first): a name without shipped test prompts, or a layout the generator
-    cannot run in, is one ConfigError line."""
-    from myllm_mc.data.tasks import task_files
-
-    t, p = cfg.training, cfg.parallel
-    names = list(t.eval_tasks)
-    if not names:
-        return []
-    if t.eval_task_prompts < 1 or t.eval_task_max_new_tokens < 1:
-        raise ConfigError("training.eval_task_prompts and eval_task_max_new_tokens must be ≥ 1 — fix: e.g. 32 and 48")
-    if p.virtual_pipeline or p.context > 1 or p.sequence_parallel:
-        raise ConfigError("training.eval_tasks generates with the training model, one chunk per rank without context"
-                          " or sequence parallelism — fix: --set training.eval_tasks=[] for this layout (and score"
-                          " its checkpoints with `myllm eval --tasks`)")
-    shipped = [path.name[:-len(".test.jsonl")] for path in task_files("prompts", "test")]
-    unknown = [name for name in names if name not in shipped] if names != ["all"] else []
-    if unknown:
-        raise ConfigError(f"training.eval_tasks: no shipped task {', '.join(map(repr, unknown))} — fix: any of"
-                          f" {', '.join(shipped)}, or [all]")
-    return shipped if names == ["all"] else names
 
 
 def check_inputs(cfg: Config, warn=None) -> None:
@@ -131,3 +107,24 @@ def check_inputs(cfg: Config, warn=None) -> None:
     message = epochs_warning(cfg, check_data(cfg))
     if message:
         warn(message)
+
+
+def main(argv) -> int:
+    """`myllm config show|check CONFIG [--set k=v ...] [--world-size N]`: the resolved config in full, or `ok`
+    after the file checks above; otherwise one line."""
+    parser = argparse.ArgumentParser(prog="myllm config", description=__doc__)
+    parser.add_argument("action", choices=["show", "check"], help="show: print in full; check: validate only")
+    add_config_arguments(parser)
+    parser.add_argument("--no-data", dest="data", action="store_false",
+                        help="check: skip the tokenizer and data.blend files (e.g. before they are built)")
+    args = parser.parse_args(argv)
+    cfg = load(args.config, args.overrides, args.world_size)
+    if args.action == "check" and args.data:
+        check_inputs(cfg)
+    if args.action == "show":
+        print(dump(cfg), end="")
+    else:
+        p = cfg.parallel
+        print(f"ok: {args.config} — world {p.world_size} = tensor {p.tensor} × pipeline {p.pipeline}"
+              f" × context {p.context} × data {p.data}")
+    return 0

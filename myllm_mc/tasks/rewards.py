@@ -43,7 +43,7 @@ def get_reward(name: str) -> RewardFn:
                              f"on PYTHONPATH") from None
         return register_reward(name, function)
     raise ValueError(f"unknown reward {name!r} — fix: use one of {', '.join(reward_names())}, register one with "
-                     f"myllm_mc.data.tasks.register_reward, or name package.module:function")
+                     f"myllm_mc.tasks.register_reward, or name package.module:function")
 
 
 def compute_rewards(record: dict, response: str, weights: Mapping[str, float]) -> Tuple[float, Dict[str, float]]:

@@ -166,7 +166,7 @@ def all_problems(corpus_path: str | Path, seed: int) -> Dict[str, List[Problem]]
     problems.update(corpus_problems(corpus, rng))
     for task, pool in problems.items():
         if task not in TASKS:
-            raise AssertionError(f"task {task} has no verifier in myllm_mc.data.tasks.verify.TASKS")
+            raise AssertionError(f"task {task} has no verifier in myllm_mc.tasks.verify.TASKS")
         unique = {}
         for problem in pool:               # one problem per prompt: a prompt never has two answers
             unique.setdefault(problem.prompt, problem)

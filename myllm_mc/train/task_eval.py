@@ -13,14 +13,18 @@ import time
 from typing import Sequence
 
 from myllm_mc.config import Config
-from myllm_mc.config.preflight import eval_task_names
-from myllm_mc.train.callbacks import Callback
+from myllm_mc.data.chat import encode_prompt
+from myllm_mc.data.tokenizer import Tokenizer
+from myllm_mc.evaluate.policy import PolicySampler
+from myllm_mc.evaluate.tasks import policy_task_accuracy
+from myllm_mc.tasks import load_records, task_files
+from myllm_mc.tasks.selection import eval_task_names
+
+from .callbacks import Callback
 
 
 def task_prompts(cfg: Config, tokenizer, names: Sequence[str]):
     """(records, prompt ids): the first `eval_task_prompts` test prompts of each task that fit the context."""
-    from myllm_mc.data.chat import encode_prompt
-    from myllm_mc.data.tasks import load_records, task_files
 
     records, ids = [], []
     limit, room = cfg.training.eval_task_prompts, cfg.model.seq_length - cfg.training.eval_task_max_new_tokens
@@ -60,7 +64,6 @@ class ScheduledEvaluation(Callback):
 
 class TaskEvalCallback(ScheduledEvaluation):
     def __init__(self, cfg: Config, tokenizer, interval: int, total_steps: int, batch: int = 8):
-        from .policy import PolicySampler
 
         super().__init__(interval, total_steps)
         self.cfg = cfg
@@ -72,7 +75,6 @@ class TaskEvalCallback(ScheduledEvaluation):
             self._evaluate(trainer)
 
     def _evaluate(self, trainer):
-        from .tasks import policy_task_accuracy
 
         table = policy_task_accuracy(self.sampler, trainer, self.records, self.prompt_ids,
                                      self.cfg.training.eval_task_max_new_tokens)
@@ -85,5 +87,4 @@ class TaskEvalCallback(ScheduledEvaluation):
 
 def task_eval_callbacks(cfg: Config) -> list:
     """[TaskEvalCallback] for a config with `training.eval_tasks` (the engine adds it to every objective)."""
-    from myllm_mc.data.tokenizer import Tokenizer
     return [TaskEvalCallback(cfg, Tokenizer(cfg.data.tokenizer), cfg.training.eval_interval, cfg.training.steps)]

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, Iterable, Optional, Tuple
 
-from ..tokenizer import IM_END
+from myllm_mc.data.tokenizer import IM_END
 
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 END_OF_TURN = IM_END
