@@ -29,17 +29,12 @@ def bench_overrides(warmup: int, steps: int, log_dir: str) -> List[str]:
             "logging.plot=false", f"logging.log_interval={total}"]
 
 
-def microbatches(cfg: Config) -> int:
-    t, p = cfg.training, cfg.parallel
-    return t.global_batch_size // (t.micro_batch_size * p.data)
-
-
 def bubble_fraction(cfg: Config) -> float:
     """Pipeline bubble as a share of the *whole* step: b / (1 + b) with b = (p − 1) / (v · m) of the ideal."""
     p = cfg.parallel
     if p.pipeline == 1:
         return 0.0
-    ideal = (p.pipeline - 1) / ((p.virtual_pipeline or 1) * microbatches(cfg))
+    ideal = (p.pipeline - 1) / ((p.virtual_pipeline or 1) * cfg.num_microbatches)
     return ideal / (1 + ideal)
 
 

@@ -216,3 +216,12 @@ class Config:
     @property
     def tokens_per_step(self) -> int:
         return self.training.global_batch_size * self.model.seq_length
+
+    @property
+    def num_microbatches(self) -> int:
+        """Micro-batches per optimizer step on each data-parallel rank: global batch / (micro batch × data).
+        Needs a resolved layout (parallel.data a number, as after resolve_and_validate)."""
+        t, data = self.training, self.parallel.data
+        if not isinstance(data, int):
+            raise ValueError(f"num_microbatches: parallel.data is {data!r}; resolve the layout first")
+        return t.global_batch_size // (t.micro_batch_size * data)

@@ -131,7 +131,7 @@ def _check_layout(cfg: Config) -> None:
             f"training.global_batch_size: {t.global_batch_size} is not divisible by micro_batch_size"
             f" {t.micro_batch_size} × data {p.data} = {per_step} — fix: a global batch that is a multiple of {per_step}")
     if p.pipeline > 1 and p.virtual_pipeline and p.virtual_pipeline > 1:
-        microbatches = t.global_batch_size // per_step
+        microbatches = cfg.num_microbatches
         if microbatches % p.pipeline:
             raise ConfigError(
                 f"training.global_batch_size: the interleaved schedule needs the number of micro-batches"

@@ -69,8 +69,8 @@ def layout_options(cfg, gpus: int, gpu_name: str) -> tuple[list[LayoutOption], l
             kind = re.sub(r"\d+", "#", str(err).split(" — ")[0])   # one example per kind of failure
             rejected.setdefault(kind, str(err))
             continue
-        p, t = valid.parallel, valid.training
-        microbatches = t.global_batch_size // (t.micro_batch_size * p.data)
+        p = valid.parallel
+        microbatches = valid.num_microbatches
         bubble = (p.pipeline - 1) / ((p.virtual_pipeline or 1) * microbatches)
         memory = memory_per_gpu(valid)
         options.append(LayoutOption(valid, memory, memory.total <= usable, microbatches, bubble))

@@ -30,6 +30,7 @@ holds the logits: BF16 logits plus the FP32 softmax the cross-entropy keeps for 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -111,14 +112,14 @@ def memory_per_gpu(cfg, *, recompute: Optional[str] = None) -> MemoryBreakdown:
 
     `recompute` overrides cfg.model.recompute (the planner compares none / selective / full).
     """
-    m, p, t = cfg.model, cfg.parallel, cfg.training
-    if p.data == "auto" or p.world_size == "auto":
+    if cfg.parallel.data == "auto" or cfg.parallel.world_size == "auto":
         from myllm_mc.config.validate import resolve_layout
-        p = resolve_layout(p, None)
+        cfg = dataclasses.replace(cfg, parallel=resolve_layout(cfg.parallel, None))
+    m, p, t = cfg.model, cfg.parallel, cfg.training
     recompute = recompute or m.recompute
     e = _element_bytes(m)
     vocab = padded_vocab_size(m, p.tensor)
-    microbatches = t.global_batch_size // (t.micro_batch_size * p.data)
+    microbatches = cfg.num_microbatches
     layer = layer_activation_bytes(m, p, t.micro_batch_size, recompute)
     per_layer = _layer_params_on_rank(m, p.tensor)
     layers_per_stage = m.num_layers / p.pipeline

@@ -63,8 +63,7 @@ class Trainer:
         self.last_checkpoint: Optional[str] = None
         self.valid_history: List[dict] = []
         self.loop_seconds = 0.0                 # evaluation, signals and saves inside callbacks: not overhead
-        t, p = cfg.training, cfg.parallel
-        self.num_microbatches = t.global_batch_size // (t.micro_batch_size * p.data)
+        self.num_microbatches = cfg.num_microbatches
         # the loop's own duties, in order after the user's callbacks: evaluation, preemption, checkpoints
         loop = [EvaluationCallback(), PreemptionCallback(), CheckpointCallback()]
         self.callbacks = CallbackList([*callbacks.callbacks, *loop])
