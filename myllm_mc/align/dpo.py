@@ -25,7 +25,7 @@ from myllm_mc.train.objective import Objective
 
 from .chat_data import Conversation, read_pairs
 from .packing import PAD_SEGMENT, block_causal_mask
-from .sft import check_align_layout, sequence_data, steps_and_epochs
+from .sft import check_align_layout, epochs_to_build, sequence_data, steps_for_epochs, with_steps
 
 
 def pack_pairs(pairs, seq_length: int, pad_id: int, seed: int, epochs: int = 1) -> dict:
@@ -134,17 +134,20 @@ class DPOObjective(Objective):
             "rejected logps": report(policy[:, 1]), "kl proxy": report(delta.mean(-1))}
 
 
-def build_dpo_data(cfg: Config, tokenizer, echo=print):
-    import dataclasses
-
-    a, seq = cfg.align, cfg.model.seq_length
+def read_dpo_pairs(cfg: Config, tokenizer, echo=print) -> list:
+    """The preference pairs of align.train; the reader's summary is echoed."""
+    a = cfg.align
     pairs, stats = read_pairs(a.train, tokenizer, a.strict, a.max_records)
     echo(stats.summary("dpo train"))
     if not pairs:
         raise SystemExit(f"align.train: no usable preference pair in {', '.join(a.train)} — fix: check the files")
-    steps, epochs = steps_and_epochs(cfg, len(pairs))
-    cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps=steps))
-    train = pack_pairs(pairs, seq, tokenizer.pad, cfg.training.seed, epochs)
+    return pairs
+
+
+def build_dpo_data(cfg: Config, tokenizer, pairs, echo=print):
+    """(train arrays, valid arrays or None) for cfg.training.steps steps."""
+    a, seq, steps = cfg.align, cfg.model.seq_length, cfg.training.steps
+    train = pack_pairs(pairs, seq, tokenizer.pad, cfg.training.seed, epochs_to_build(cfg, len(pairs)))
     echo(f"dpo: {len(pairs):,} pairs, {steps} steps = {steps * cfg.training.global_batch_size / len(pairs):.2f} epochs,"
          f" beta {a.beta}, label smoothing {a.label_smoothing}")
     valid = None
@@ -154,7 +157,7 @@ def build_dpo_data(cfg: Config, tokenizer, echo=print):
         if held_out:
             need = cfg.training.eval_steps * cfg.training.global_batch_size
             valid = pack_pairs(held_out, seq, tokenizer.pad, cfg.training.seed + 1, epochs=-(-need // len(held_out)))
-    return cfg, train, valid
+    return train, valid
 
 
 def run_dpo(cfg: Config, faults=None, extra_callbacks=()):
@@ -169,7 +172,10 @@ def run_dpo(cfg: Config, faults=None, extra_callbacks=()):
 
     check_align_layout(cfg, "dpo")
     echo = print if _is_first_rank() else (lambda message: None)
-    cfg, train, valid = build_dpo_data(cfg, Tokenizer(cfg.data.tokenizer), echo)
+    tokenizer = Tokenizer(cfg.data.tokenizer)
+    pairs = read_dpo_pairs(cfg, tokenizer, echo)
+    cfg = with_steps(cfg, steps_for_epochs(cfg, len(pairs)))        # align.epochs decides the steps when set
+    train, valid = build_dpo_data(cfg, tokenizer, pairs, echo)
     objective = DPOObjective([], cfg.align.beta, cfg.align.label_smoothing)
     base = sequence_data(train, valid)
 

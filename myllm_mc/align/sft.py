@@ -52,29 +52,42 @@ def check_align_layout(cfg: Config, method: str = "sft") -> None:
     check_sources(cfg.align.valid, "align.valid", method)
 
 
-def steps_and_epochs(cfg: Config, sequences_per_epoch: int) -> tuple[int, int]:
-    """(training steps, epochs of data to build): align.epochs decides the steps when set."""
-    gbs = cfg.training.global_batch_size
-    steps = math.ceil(cfg.align.epochs * sequences_per_epoch / gbs) if cfg.align.epochs else cfg.training.steps
-    return steps, max(1, math.ceil(steps * gbs / max(sequences_per_epoch, 1))) + 1
+def steps_for_epochs(cfg: Config, sequences_per_epoch: int) -> int:
+    """The run's training steps: ceil(align.epochs × sequences per epoch / global batch) when align.epochs is set,
+    else training.steps as configured. Decided where the run is set up (run_sft, run_dpo), before the data is built."""
+    if not cfg.align.epochs:
+        return cfg.training.steps
+    return math.ceil(cfg.align.epochs * sequences_per_epoch / cfg.training.global_batch_size)
 
 
-def build_sft_data(cfg: Config, tokenizer, echo=print):
-    """(config with training.steps set, train arrays, valid arrays or None). Deterministic: every rank builds it."""
+def with_steps(cfg: Config, steps: int) -> Config:
     import dataclasses
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps=steps))
 
-    import numpy as np
 
+def epochs_to_build(cfg: Config, sequences_per_epoch: int) -> int:
+    """Epochs of data that cover cfg.training.steps global batches, plus one."""
+    gbs = cfg.training.global_batch_size
+    return max(1, math.ceil(cfg.training.steps * gbs / max(sequences_per_epoch, 1))) + 1
+
+
+def read_sft_data(cfg: Config, tokenizer, echo=print):
+    """(conversations, sequences per epoch) of align.train; the reader's summary is echoed."""
     a, seq = cfg.align, cfg.model.seq_length
     conversations, stats = read_sft_sources(a.train, tokenizer, a.strict, a.max_records)
     stats.truncated = sum(len(c.ids) > seq + 1 for c in conversations)
     echo(stats.summary("sft train"))
     if not conversations:
         raise SystemExit(f"align.train: no usable chat record in {', '.join(a.train)} — fix: check the files")
-    one_epoch = len(pack(conversations, seq, tokenizer.pad, a.packing, cfg.training.seed)["tokens"])
-    steps, epochs = steps_and_epochs(cfg, one_epoch)
-    cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps=steps))
-    train = pack(conversations, seq, tokenizer.pad, a.packing, cfg.training.seed, epochs)
+    return conversations, len(pack(conversations, seq, tokenizer.pad, a.packing, cfg.training.seed)["tokens"])
+
+
+def build_sft_data(cfg: Config, tokenizer, conversations, one_epoch: int, echo=print):
+    """(train arrays, valid arrays or None) for cfg.training.steps steps. Deterministic: every rank builds it."""
+    import numpy as np
+
+    a, seq, steps = cfg.align, cfg.model.seq_length, cfg.training.steps
+    train = pack(conversations, seq, tokenizer.pad, a.packing, cfg.training.seed, epochs_to_build(cfg, one_epoch))
     tokens = sum(len(c.ids) - 1 for c in conversations)
     echo(f"sft: {len(conversations):,} conversations, {tokens:,} tokens, {one_epoch:,} sequences of {seq} per epoch"
          f" ({'packed' if a.packing else 'padded'}, {100 * tokens / (one_epoch * seq):.0f}% real tokens);"
@@ -89,7 +102,7 @@ def build_sft_data(cfg: Config, tokenizer, echo=print):
             if len(valid["tokens"]) < need:                 # repeat the held-out set to fill the eval batches
                 reps = -(-need // len(valid["tokens"]))
                 valid = {k: np.concatenate([v] * reps) for k, v in valid.items()}
-    return cfg, train, valid
+    return train, valid
 
 
 def sequence_data(train, valid):
@@ -122,7 +135,10 @@ def run_sft(cfg: Config, faults=None, extra_callbacks=()):
 
     check_align_layout(cfg)
     echo = print if _is_first_rank() else (lambda message: None)
-    cfg, train, valid = build_sft_data(cfg, Tokenizer(cfg.data.tokenizer), echo)
+    tokenizer = Tokenizer(cfg.data.tokenizer)
+    conversations, one_epoch = read_sft_data(cfg, tokenizer, echo)
+    cfg = with_steps(cfg, steps_for_epochs(cfg, one_epoch))         # align.epochs decides the steps when set
+    train, valid = build_sft_data(cfg, tokenizer, conversations, one_epoch, echo)
     return run_objective(cfg, SFTObjective(cfg.align.packing), sequence_data(train, valid),
                          faults or NONE, extra_callbacks)
 

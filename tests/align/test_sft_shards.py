@@ -11,7 +11,7 @@ import torch
 
 from myllm_mc.align.chat_data import read_sft_sources
 from myllm_mc.align.packing import block_causal_mask, pack
-from myllm_mc.align.sft import build_sft_data, check_align_layout
+from myllm_mc.align.sft import build_sft_data, check_align_layout, read_sft_data, steps_for_epochs, with_steps
 from myllm_mc.config import ConfigError, load
 from myllm_mc.data.preprocess import preprocess
 
@@ -58,7 +58,9 @@ def test_batches_from_shards_equal_batches_from_jsonl(chat_tokenizer, sources, p
                                              "training.global_batch_size=4", "training.micro_batch_size=2",
                                              "training.eval_steps=1"], world_size=1)
         check_align_layout(cfg)
-        return build_sft_data(cfg, chat_tokenizer, echo=lambda line: None)
+        conversations, one_epoch = read_sft_data(cfg, chat_tokenizer, echo=lambda line: None)
+        cfg = with_steps(cfg, steps_for_epochs(cfg, one_epoch))
+        return (cfg, *build_sft_data(cfg, chat_tokenizer, conversations, one_epoch, echo=lambda line: None))
 
     jcfg, jtrain, jvalid = build(sources / "train.jsonl", sources / "valid.jsonl")
     scfg, strain, svalid = build(sources / "train", sources / "valid")
@@ -85,3 +87,12 @@ def test_a_missing_prefix_or_a_prefix_for_dpo_is_refused_at_load(sources):
     check_align_layout(dpo)                                             # fine for sft
     with pytest.raises(ConfigError, match="dpo reads preference/prompt JSONL only"):
         check_align_layout(dpo, "dpo")
+
+
+def test_align_epochs_decide_the_steps_when_set():
+    cfg = load("configs/sft_tiny.yaml", ["training.global_batch_size=4", "training.micro_batch_size=2",
+                                         "training.steps=7", "align.epochs=null"], world_size=1)
+    assert steps_for_epochs(cfg, 10) == 7                               # no align.epochs: training.steps as set
+    cfg = load("configs/sft_tiny.yaml", ["training.global_batch_size=4", "training.micro_batch_size=2",
+                                         "training.steps=7", "align.epochs=2"], world_size=1)
+    assert steps_for_epochs(cfg, 10) == 5                               # ceil(2 × 10 / 4)
