@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
 from myllm_mc.config import ConfigError, load
 from myllm_mc.config.arguments import add_config_arguments
-from myllm_mc.parallel.launch import launcher_world_size
+from myllm_mc.parallel.launch import launcher_world_size, relaunch_under_torchrun
 
 EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"
 
@@ -61,15 +60,13 @@ def main(argv) -> int:
         print(f"myllm finetune: {err}", file=sys.stderr)
         return 2
     if launched is None and args.nproc_per_node and args.nproc_per_node > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc-per-node={args.nproc_per_node}", "-m", "myllm_mc.cli", "finetune", args.method,
-                   args.config] + (["--set", *overrides] if overrides else [])
+        target = ["-m", "myllm_mc.cli", "finetune", args.method, args.config] + (
+            ["--set", *overrides] if overrides else [])
         with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code")})
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)))
-            code = subprocess.call(command, env=env)
-            if code != 0 and os.path.exists(env[EXIT_FILE_ENV]):
-                code = int(open(env[EXIT_FILE_ENV]).read())
+            exit_file = os.path.join(tmp, "exit_code")
+            code = relaunch_under_torchrun(target, args.nproc_per_node, {EXIT_FILE_ENV: exit_file})
+            if code != 0 and os.path.exists(exit_file):
+                code = int(open(exit_file).read())
             return code
     from myllm_mc.parallel.state import destroy
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,8 @@ from pathlib import Path
 from myllm_mc.config import load
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
-from myllm_mc.parallel.launch import launcher_local_rank, launcher_rank, launcher_world_size, local_device
+from myllm_mc.parallel.launch import (launcher_local_rank, launcher_rank, launcher_world_size, local_device,
+                                      relaunch_under_torchrun)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,11 +112,7 @@ def _launch(args, runs, world: int, out: Path) -> list:
     Path(plan["results"]).unlink(missing_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(plan, f)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
-               "-m", "myllm_mc.bench.worker", f.name]
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world)))
-    code = subprocess.call(command, env=env)
+    code = relaunch_under_torchrun(["-m", "myllm_mc.bench.worker", f.name], world)
     os.unlink(f.name)
     rows = json.loads(Path(plan["results"]).read_text()) if Path(plan["results"]).is_file() else []
     for run in runs[len(rows):]:          # a launch that died takes the runs it had not reached with it

@@ -13,12 +13,12 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 from typing import List
 
 from myllm_mc.config import Config
 from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+from myllm_mc.parallel.launch import torchrun_invocation
 
 _ITERATION = re.compile(r"iteration\s+(\d+)\s*/\s*\d+.*?elapsed time per iteration \(ms\):\s*([0-9.]+)")
 
@@ -90,12 +90,10 @@ def run_megatron_lm(checkout: str, cfg: Config, nproc: int, warmup: int, steps: 
     if not script.is_file():
         return {"name": name, "status": "failed",
                 "reason": f"{script} not found — fix: --megatron-lm PATH to a Megatron-LM checkout"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               str(script), *megatron_lm_args(cfg, warmup + steps)]
-    env = dict(os.environ, CUDA_DEVICE_MAX_CONNECTIONS="1",
-               PYTHONPATH=os.pathsep.join([str(Path(checkout).resolve())] + [p for p in os.environ.get(
-                   "PYTHONPATH", "").split(os.pathsep) if p]))
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    command, env = torchrun_invocation([str(script), *megatron_lm_args(cfg, warmup + steps)], nproc, dict(
+        CUDA_DEVICE_MAX_CONNECTIONS="1",
+        PYTHONPATH=os.pathsep.join([str(Path(checkout).resolve())] + [p for p in os.environ.get(
+            "PYTHONPATH", "").split(os.pathsep) if p])))
     try:
         done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout)
         log = done.stdout + "\n" + done.stderr

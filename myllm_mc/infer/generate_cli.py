@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 from myllm_mc.config.arguments import add_config_arguments
-from myllm_mc.parallel.launch import launcher_world_size
+from myllm_mc.parallel.launch import launcher_world_size, relaunch_under_torchrun
 
 from .sampling import GenerationError, SamplingParams
 
@@ -132,11 +130,7 @@ def main(argv) -> int:
         print(f"myllm generate: {err}", file=sys.stderr)
         return 2
     if launched is None and world > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
-                   "-m", "myllm_mc.cli", "generate", *argv]
-        env = dict(os.environ)
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world)))
-        return subprocess.call(command, env=env)
+        return relaunch_under_torchrun(["-m", "myllm_mc.cli", "generate", *argv], world)
     return _run(args, cfg, requests)
 
 

@@ -22,8 +22,9 @@ import os
 import re
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 Env = Mapping[str, str]
 
@@ -201,3 +202,24 @@ def rendezvous_address(env: Optional[Env] = None) -> Optional[str]:
     if env is None and info.launcher in ("mpi", "slurm"):
         export_torch_env(info)
     return info.address
+
+
+def torchrun_invocation(target: Sequence[str], nproc: int,
+                        env_extra: Optional[Mapping[str, str]] = None) -> tuple[list, dict]:
+    """(command, environment) that start `target` under `torchrun --standalone --nproc-per-node=nproc`.
+
+    `target` is what torchrun runs: `["-m", "myllm_mc.cli", "train", ...]` (this CLI relaunching itself) or
+    `[script, *args]`. The environment is this process's plus `env_extra`, with OMP_NUM_THREADS defaulting to the
+    CPU cores shared between the `nproc` processes (one at least); a value already set wins."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *target]
+    env = dict(os.environ, **(env_extra or {}))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return command, env
+
+
+def relaunch_under_torchrun(target: Sequence[str], nproc: int,
+                            env_extra: Optional[Mapping[str, str]] = None) -> int:
+    """Run `target` under torchrun with `nproc` local processes (see `torchrun_invocation`), wait, and return
+    torchrun's exit code."""
+    command, env = torchrun_invocation(target, nproc, env_extra)
+    return subprocess.call(command, env=env)

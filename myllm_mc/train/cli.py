@@ -22,7 +22,7 @@ from myllm_mc.config import ConfigError, load
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.preflight import check_inputs
 from myllm_mc.errors import MyllmError, fail
-from myllm_mc.parallel.launch import launcher_rank, launcher_world_size
+from myllm_mc.parallel.launch import launcher_rank, launcher_world_size, torchrun_invocation
 
 EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"   # where ranks leave the loop's exit code for the parent of torchrun
 PREFLIGHT_ENV = "MYLLM_PREFLIGHT_DONE"   # the parent checked tokenizer and data already
@@ -50,19 +50,17 @@ def main(argv) -> int:
     if launched is None and args.nproc_per_node and args.nproc_per_node > 1:
         cfg = load(args.config, overrides, world_size=args.nproc_per_node)    # fail fast, before torchrun
         check_inputs(cfg)                                                       # tokenizer, data, epochs
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc-per-node={args.nproc_per_node}", "-m", "myllm_mc.cli", "train", args.config]
+        target = ["-m", "myllm_mc.cli", "train", args.config]
         if overrides:
-            command += ["--set", *overrides]
-        command += [f"--poison-step={s}" for s in args.poison_step]
+            target += ["--set", *overrides]
+        target += [f"--poison-step={s}" for s in args.poison_step]
         if args.kill_in_save_step is not None:
-            command.append(f"--kill-in-save-step={args.kill_in_save_step}")
+            target.append(f"--kill-in-save-step={args.kill_in_save_step}")
         from .supervise import PID_DIR_ENV, Supervisor
         with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, **{EXIT_FILE_ENV: os.path.join(tmp, "exit_code"), PID_DIR_ENV: tmp,
-                                      PREFLIGHT_ENV: "1"})
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)))
-            code = Supervisor(command, env, tmp).run()
+            command, env = torchrun_invocation(target, args.nproc_per_node, {
+                EXIT_FILE_ENV: os.path.join(tmp, "exit_code"), PID_DIR_ENV: tmp, PREFLIGHT_ENV: "1"})
+            code = Supervisor(command, env, tmp).run()      # forwards signals to every rank
             # the ranks leave the loop's documented code here (torchrun would turn it into 1)
             if os.path.exists(env[EXIT_FILE_ENV]):
                 code = int(open(env[EXIT_FILE_ENV]).read() or code)

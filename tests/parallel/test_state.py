@@ -16,6 +16,19 @@ def test_launcher_env_is_read_from_torchrun_slurm_and_mpi():
     assert launch.rendezvous_address({}) is None
 
 
+
+def test_torchrun_invocation_relaunches_a_module_with_thread_defaults(monkeypatch):
+    import sys
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(launch.os, "cpu_count", lambda: 8)
+    command, env = launch.torchrun_invocation(["-m", "myllm_mc.cli", "train", "c.yaml"], 2, {"EXTRA": "1"})
+    assert command == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                       "-m", "myllm_mc.cli", "train", "c.yaml"]
+    assert env["OMP_NUM_THREADS"] == "4" and env["EXTRA"] == "1"
+    assert launch.torchrun_invocation(["x.py"], 16)[1]["OMP_NUM_THREADS"] == "1"     # one thread at least
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")                                       # the user's value wins
+    assert launch.torchrun_invocation(["x.py"], 2)[1]["OMP_NUM_THREADS"] == "3"
+
 def test_init_distributed_sets_megatron_groups_and_seeds(single_rank):
     from megatron.core import parallel_state as ps
     from myllm_mc.parallel.state import init_distributed
