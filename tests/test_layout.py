@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "myllm_mc"
 # From the ground up; a folder (or top-level module) may import any folder on a lower floor, never one on its own
 # floor or above. cli.py loads the stages by name, so it imports nothing here.
 FLOORS = [
-    ["errors"],
+    ["errors", "jsonl"],
     ["locking", "config"],
     ["plan", "parallel"],
     ["data"],

@@ -11,13 +11,13 @@ exactly once; the byte count is the UTF-8 length of the documents' text (end mar
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from myllm_mc.errors import MyllmError
+from myllm_mc.jsonl import MalformedJsonl, read_jsonl
 
 
 class EvalError(MyllmError, ValueError):
@@ -43,24 +43,21 @@ def read_text_documents(path: str, max_documents: Optional[int] = None) -> List[
     if p.suffix not in (".txt", ".jsonl"):
         raise EvalError(f"{path}: unknown kind {p.suffix!r} — fix: pass a .txt or .jsonl file (or --data PREFIX"
                         " for preprocessed .bin/.idx)")
-    raw = p.read_text(encoding="utf-8", errors="replace")
     if p.suffix == ".txt":
+        raw = p.read_text(encoding="utf-8", errors="replace")
         docs = [raw] if raw.strip() else []
     else:
         docs = []
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise EvalError(f"{path}:{n}: not JSON ({err.msg}) — fix: one JSON object per line") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise EvalError(f'{path}:{n}: needs a string "text" — fix: e.g. {{"text": "Once upon a time"}}')
-            if record["text"]:
-                docs.append(record["text"])
-            if max_documents and len(docs) >= max_documents:
-                break
+        try:
+            for n, record in read_jsonl(path, errors="replace"):
+                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                    raise EvalError(f'{path}:{n}: needs a string "text" — fix: e.g. {{"text": "Once upon a time"}}')
+                if record["text"]:
+                    docs.append(record["text"])
+                if max_documents and len(docs) >= max_documents:
+                    break
+        except MalformedJsonl as err:
+            raise EvalError(str(err)) from None
     if not docs:
         raise EvalError(f"{path}: no text to score — fix: pass a file with at least one non-empty document")
     return docs[:max_documents] if max_documents else docs

@@ -12,7 +12,6 @@ Long pairs keep their last seq_length + 1 tokens (the context is cut from the le
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+
+from myllm_mc.jsonl import read_jsonl
 
 from .inputs import EvalError
 from .perplexity import token_nll
@@ -62,14 +63,7 @@ def read_mc_file(path: str, limit: Optional[int] = None) -> MCSet:
         raise EvalError(f"multiple-choice file {path!r} not found — fix: pass a JSONL file with one"
                         ' {"context": ..., "choices": [...], "gold": N} per line')
     items, skipped = [], Counter()
-    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            skipped["malformed_json"] += 1
-            continue
+    for _, record in read_jsonl(p, errors="replace", on_malformed=lambda bad: skipped.update(["malformed_json"])):
         problem = _problem(record)
         if problem:
             skipped[problem] += 1

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from myllm_mc.config.arguments import add_config_arguments
+from myllm_mc.jsonl import MalformedJsonl, read_jsonl
 from myllm_mc.parallel.launch import launcher_world_size, relaunch_under_torchrun
 
 from .sampling import GenerationError, SamplingParams
@@ -74,16 +75,13 @@ def read_requests(args, tokenizer, max_seq: int) -> list[dict]:
             raise GenerationError(f"prompts file {args.prompts!r} not found — fix: pass a JSONL file with one"
                                   ' {"prompt": "..."} per line')
         lines = []
-        for n, raw in enumerate(path.read_text().splitlines(), 1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except json.JSONDecodeError as err:
-                raise GenerationError(f"{path}:{n}: not JSON ({err.msg}) — fix: one JSON object per line") from None
-            if not isinstance(line, dict) or not ("prompt" in line or "messages" in line):
-                raise GenerationError(f'{path}:{n}: needs "prompt" or "messages" — fix: e.g. {{"prompt": "Once"}}')
-            lines.append(line)
+        try:
+            for n, line in read_jsonl(path):
+                if not isinstance(line, dict) or not ("prompt" in line or "messages" in line):
+                    raise GenerationError(f'{path}:{n}: needs "prompt" or "messages" — fix: e.g. {{"prompt": "Once"}}')
+                lines.append(line)
+        except MalformedJsonl as err:
+            raise GenerationError(str(err)) from None
         if not lines:
             raise GenerationError(f"{path}: no requests — fix: one JSON object per line")
     requests = []

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from myllm_mc.jsonl import read_jsonl
+
 from .cpu_memory import cpu_memory_per_process
 from .flops import flops_per_iteration
 from .hardware import gpu_spec
@@ -60,7 +62,7 @@ def run_world_size(run_dir: str) -> Optional[int]:
 def _read_jsonl(path: Path) -> list:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [record for _, record in read_jsonl(path)]
 
 
 def _dir_bytes(path: Path) -> int:

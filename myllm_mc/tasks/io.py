@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Sequence
+
+from myllm_mc.jsonl import read_jsonl
 
 TASKS_DIR = Path(__file__).resolve().parents[2] / "data" / "tasks"
 KINDS = ("sft", "dpo", "prompts")
@@ -29,8 +30,4 @@ def task_files(kind: str, split: str, tasks: Sequence[str] | None = None, root: 
 
 def load_records(paths: Sequence[str | Path]) -> List[dict]:
     """Every record of the given JSONL files, in file order."""
-    records = []
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            records += [json.loads(line) for line in f if line.strip()]
-    return records
+    return [record for path in paths for _, record in read_jsonl(path)]
