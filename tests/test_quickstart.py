@@ -64,7 +64,7 @@ def test_quickstart_runs_the_whole_chain(tmp_path):
     assert re.search(r"task format \(all\)\s+0\.\d+\s+1\.000\s+1\.000", log), log[-3000:]
     # 11. each export loaded once by its consumer and compared with the checkpoint
     assert re.search(r"check \(transformers, f32, .*top-1 agreement 100\.00%, max \|Δ logit\| 0\.00e\+00", log)
-    agreement = re.search(r"check \(llama\.cpp, q8_0, .*top-1 agreement ([\d.]+)%", log)
+    agreement = re.search(r"check \((?:llama\.cpp|transformers GGUF reader), q8_0, .*top-1 agreement ([\d.]+)%", log)
     assert agreement and float(agreement.group(1)) >= 95.0
     # 12. the OpenAI client got an answer from the server, which then drained and stopped
     assert re.search(r"openai client → .* \(\d+ tokens, finish (stop|length)", log)

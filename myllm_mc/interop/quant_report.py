@@ -17,9 +17,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from .scoring import (heldout_windows, llama_cpp_available, llama_cpp_install_hint, llama_cpp_logits,
+                      token_nll)
 
 
 @dataclass(frozen=True)
@@ -31,32 +34,6 @@ class QuantRow:
     perplexity_change: float      # relative to our fp32
     top1_agreement: float
     decode_tokens_per_s: float
-
-
-def heldout_windows(tokenizer, windows: int, length: int, corpus: Path) -> List[List[int]]:
-    """`windows` token windows of `length` from the last documents of the corpus (the end is held out)."""
-    from myllm_mc.data.readers import SkipLog, iter_documents
-
-    texts = [t for _, parts in iter_documents([corpus], ("text",), SkipLog()) for t in parts]
-    stream: List[int] = []
-    for text in reversed(texts):
-        stream = tokenizer.encode(text) + [tokenizer.eod] + stream
-        if len(stream) >= windows * length:
-            break
-    return [stream[i * length:(i + 1) * length] for i in range(windows)]
-
-
-def _nll(all_logits: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    x = all_logits[:-1].astype(np.float64)
-    x = x - x.max(-1, keepdims=True)
-    logp = x - np.log(np.exp(x).sum(-1, keepdims=True))
-    return -logp[np.arange(len(ids) - 1), np.asarray(ids[1:])]
-
-
-def _llama_logits(llm, ids) -> np.ndarray:
-    llm.reset()
-    llm.eval(list(ids))
-    return np.array(llm.scores[:len(ids)], dtype=np.float32)
 
 
 def _decode_speed(llm, prompt: Sequence[int], tokens: int) -> float:
@@ -85,7 +62,7 @@ def quant_report(cfg, checkpoint: str, fmts: Sequence[str], windows: int = 4, le
     model = build_single(single_process(cfg))
     load_model([model], checkpoint)
     ours = [logits(model, torch.tensor([w]))[0, :, :cfg.model.vocab_size].numpy() for w in data]
-    ours_nll = float(np.concatenate([_nll(o, w) for o, w in zip(ours, data)]).mean())
+    ours_nll = float(np.concatenate([token_nll(o, w) for o, w in zip(ours, data)]).mean())
     rows = []
     with tempfile.TemporaryDirectory(prefix="myllm-quant-") as tmp:
         for fmt in fmts:
@@ -94,8 +71,8 @@ def quant_report(cfg, checkpoint: str, fmts: Sequence[str], windows: int = 4, le
                         verbose=False, n_threads=threads, seed=0)
             nll, agree, count = [], 0, 0
             for window, reference in zip(data, ours):
-                theirs = _llama_logits(llm, window)
-                nll.append(_nll(theirs, window))
+                theirs = llama_cpp_logits(llm, window)
+                nll.append(token_nll(theirs, window))
                 agree += int((theirs.argmax(-1) == reference.argmax(-1)).sum())
                 count += len(window)
             mean_nll = float(np.concatenate(nll).mean())
@@ -134,10 +111,9 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", default=None, help="also write the table here")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    import importlib.util
-    if importlib.util.find_spec("llama_cpp") is None:
-        print("quant_report: llama-cpp-python is not installed — fix: pip install llama-cpp-python (a source build;"
-              " see .ci/run)", file=sys.stderr)
+    if not llama_cpp_available():       # it measures llama.cpp itself (decode speed too): no other reader will do
+        print(f"quant_report: llama.cpp (llama-cpp-python) is not installed — fix: {llama_cpp_install_hint()}",
+              file=sys.stderr)
         return 2
     cfg = load(args.config, world_size=1)
     ours, rows = quant_report(cfg, args.checkpoint, args.types.split(","), args.windows, args.length,
