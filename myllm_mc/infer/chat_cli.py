@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="myllm chat", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
-    add_sampling_arguments(parser, temperature=0.7)
+    add_sampling_arguments(parser)
     parser.add_argument("--system", default=None, help="a system message that starts every conversation")
     parser.add_argument("--ignore-eos", action="store_true", help="do not stop at end tokens (length only)")
     return parser

@@ -22,16 +22,18 @@ from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.jsonl import MalformedJsonl, read_jsonl
 from myllm_mc.parallel.launch import launcher_world_size, relaunch_under_torchrun
 
-from .sampling import GenerationError, SamplingParams
+from .sampling import DEFAULT_TEMPERATURE, GenerationError, SamplingParams
 
 PER_LINE = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop")
 
 
-def add_sampling_arguments(parser: argparse.ArgumentParser, temperature: float = 0.8) -> None:
-    """The flags users know from other tools (llama.cpp, vLLM, HF)."""
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags users know from other tools (llama.cpp, vLLM, HF). The temperature's default is SamplingParams'
+    (DEFAULT_TEMPERATURE); the values are checked by SamplingParams.check (`sampling_from`)."""
     parser.add_argument("--checkpoint", required=True, help="checkpoint.dir of a training run, or one step directory")
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                        help="0 = greedy (default %(default)s, as the library and the server)")
     parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (1 = off)")
     parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")

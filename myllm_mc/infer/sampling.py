@@ -17,8 +17,19 @@ import torch
 from myllm_mc.errors import MyllmError
 
 
+# The one default temperature: SamplingParams, `myllm generate` and `myllm chat` take it from here. 1.0 is also the
+# OpenAI API's documented default, which the server keeps (serve/schemas.py API_DEFAULT_TEMPERATURE; the schema
+# module imports no torch, so it states the value and tests/serve checks that the two agree).
+DEFAULT_TEMPERATURE = 1.0
+
+
 class GenerationError(MyllmError, ValueError):
-    """A request that cannot run; the message is one line naming the problem and the fix."""
+    """A request that cannot run; the message is one line naming the problem and the fix. `param` names the request
+    field at fault when there is one (the server reports it in its error body)."""
+
+    def __init__(self, message: str, param: Optional[str] = None):
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -26,7 +37,7 @@ class SamplingParams:
     """What one request asks for. temperature 0 (or top_k 1) is greedy decoding."""
 
     max_new_tokens: int = 64
-    temperature: float = 1.0
+    temperature: float = DEFAULT_TEMPERATURE
     top_k: int = 0                      # 0 = no top-k filter
     top_p: float = 1.0                  # 1.0 = no nucleus filter
     seed: Optional[int] = None          # None: a fresh seed per request (drawn from the generator's base seed)
@@ -36,16 +47,20 @@ class SamplingParams:
     ignore_eos: bool = False            # do not stop at the tokenizer's end tokens (benchmarks)
 
     def check(self) -> None:
+        """The sampling rules, in one place: the CLIs, the engine (`Generator.submit`) and the server call this."""
         if self.max_new_tokens < 1:
-            raise GenerationError(f"max_new_tokens={self.max_new_tokens}: must be at least 1 — fix: e.g. --max-new-tokens 64")
+            raise GenerationError(f"max_new_tokens={self.max_new_tokens}: must be at least 1 — fix: e.g. --max-new-tokens 64",
+                                  "max_new_tokens")
         if self.temperature < 0:
-            raise GenerationError(f"temperature={self.temperature}: must be >= 0 (0 = greedy) — fix: e.g. --temperature 0.8")
+            raise GenerationError(f"temperature={self.temperature}: must be >= 0 (0 = greedy) — fix: e.g. --temperature 0.8",
+                                  "temperature")
         if self.top_k < 0:
-            raise GenerationError(f"top_k={self.top_k}: must be >= 0 (0 = off) — fix: e.g. --top-k 50")
+            raise GenerationError(f"top_k={self.top_k}: must be >= 0 (0 = off) — fix: e.g. --top-k 50", "top_k")
         if not 0.0 < self.top_p <= 1.0:
-            raise GenerationError(f"top_p={self.top_p}: must be in (0, 1] (1 = off) — fix: e.g. --top-p 0.9")
+            raise GenerationError(f"top_p={self.top_p}: must be in (0, 1] (1 = off) — fix: e.g. --top-p 0.9", "top_p")
         if any(not s for s in self.stop):
-            raise GenerationError("an empty stop string would stop before the first token — fix: drop it from --stop")
+            raise GenerationError("an empty stop string would stop before the first token — fix: drop it from --stop",
+                                  "stop")
 
     @property
     def greedy(self) -> bool:

@@ -227,11 +227,16 @@ def _params(state: ServerState, request, chat: bool, prompt_tokens: int):
                                 f"of {state.context_length} tokens — fix: ask for at most {room} tokens",
                            param="max_tokens", code="context_length_exceeded")
         max_tokens = asked
-    from myllm_mc.infer.sampling import SamplingParams
+    from myllm_mc.infer.sampling import GenerationError, SamplingParams
 
     logprobs = bool(request.logprobs) if chat else request.logprobs is not None
-    return SamplingParams(max_new_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,
-                          seed=request.seed, stop=tuple(request.stop or ()), logprobs=logprobs)
+    params = SamplingParams(max_new_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,
+                            seed=request.seed, stop=tuple(request.stop or ()), logprobs=logprobs)
+    try:
+        params.check()                          # the sampler's rules (temperature ≥ 0, top_p in (0, 1], ...)
+    except GenerationError as err:
+        raise ApiError(422, str(err), param=err.param, code="invalid_value") from None
+    return params
 
 
 async def _generate(request: Request, state: ServerState, chat: bool) -> Response:

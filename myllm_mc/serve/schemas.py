@@ -13,6 +13,11 @@ from typing import Any, List, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MAX_STOP_SEQUENCES = 4
+# Sampling defaults are the OpenAI API's: temperature 1.0 (= infer.sampling.DEFAULT_TEMPERATURE, stated here so this
+# module imports no torch; tests/serve checks they agree) and top_p 1.0, within the API's temperature range [0, 2].
+# Whether a value can be sampled with is decided by SamplingParams.check (serve/app.py `_params`), not here.
+API_DEFAULT_TEMPERATURE = 1.0
+API_MAX_TEMPERATURE = 2.0
 MAX_N = 4
 MAX_TOP_LOGPROBS = 5
 
@@ -53,8 +58,8 @@ class _Sampling(_Strict):
 
     model: Optional[str] = None
     max_tokens: Optional[int] = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    temperature: float = Field(default=API_DEFAULT_TEMPERATURE, le=API_MAX_TEMPERATURE)
+    top_p: float = 1.0
     n: int = Field(default=1, ge=1, le=MAX_N)
     stop: Union[str, List[str], None] = None
     seed: Optional[int] = None
