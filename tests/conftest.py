@@ -1,7 +1,29 @@
 """Shared fixtures: one single-process gloo group for the whole session (megatron-core needs its groups even
-on one rank), re-laid out per test by `init_distributed`."""
+on one rank), re-laid out per test by `init_distributed`.
+
+Tiers: `python -m pytest -q tests` runs the fast tier (in-process unit and parity tests); `-m slow` runs the slow
+one (multi-process launches, the quickstart, servers, a browser, Slurm/MPI, llama.cpp). `--order reverse` or
+`--order random:SEED` runs the tests in another order, to show that none depends on what ran before it.
+"""
+
+import random
 
 import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--order", default="file", metavar="file|reverse|random:SEED",
+                     help="test order: as collected (default), reversed, or shuffled with a seed")
+
+
+def pytest_collection_modifyitems(config, items):
+    order = config.getoption("--order")
+    if order == "reverse":
+        items.reverse()
+    elif order.startswith("random:"):
+        random.Random(int(order.split(":", 1)[1])).shuffle(items)
+    elif order != "file":
+        raise pytest.UsageError(f"--order {order!r}: use file, reverse or random:SEED (e.g. random:1)")
 
 
 @pytest.fixture(scope="session")
