@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from data_helpers import write_jsonl, write_webdataset
+from tests.helpers import missing
 from myllm_mc.config import load
 from myllm_mc.data.datasets import ResumableBatchSampler, build_data_loader, build_datasets, parse_blend
 from myllm_mc.data.preprocess import preprocess
@@ -142,9 +143,9 @@ def test_webdataset_stream_packs_and_resumes(tmp_path, corpus_docs, small_tokeni
 
 
 def test_dali_loader_needs_a_gpu():
-    if not torch.cuda.is_available():
-        pytest.skip("DALI loader is GPU-only: no CUDA device on this machine")
-    pytest.importorskip("nvidia.dali", reason="nvidia-dali not installed (pip install nvidia-dali-cuda120)")
+    if missing.cuda():
+        pytest.skip(f"the DALI loader is GPU-only: {missing.cuda()}")
+    pytest.importorskip("nvidia.dali", reason="nvidia-dali not installed — install: pip install nvidia-dali-cuda120")
     from myllm_mc.data.dali_loader import DaliTokenLoader
     data = [{"tokens": torch.arange(8), "labels": torch.arange(1, 9), "loss_mask": torch.ones(8),
              "position_ids": torch.arange(8)} for _ in range(8)]

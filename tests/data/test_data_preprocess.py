@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from data_helpers import CORPUS, REPO, read_documents, run_tool, write_jsonl, write_parquet, write_webdataset
+from tests.helpers import missing
 from myllm_mc.data.preprocess import preprocess
 from myllm_mc.data.readers import InputError, expand_inputs
 
@@ -66,11 +67,9 @@ def test_workers_1_and_2_are_byte_identical_and_match_single_process(tmp_path):
     assert len(docs) == 1458 and len(dataset.document_indices) == 1459
 
 
+@pytest.mark.skipif(missing.mpi() is not None, reason=str(missing.mpi()))
 def test_mpi_two_ranks_then_merge_equals_single_process(tmp_path, corpus_docs, small_tokenizer):
     mpirun = shutil.which("mpirun")
-    if mpirun is None:
-        pytest.skip("mpirun not installed (apt-get install openmpi-bin libopenmpi-dev)")
-    pytest.importorskip("mpi4py", reason="mpi4py not installed (pip install mpi4py)")
     files = [write_jsonl(tmp_path / f"part{i}.jsonl", corpus_docs[i::3][:60]) for i in range(3)]
     single = preprocess(files, str(tmp_path / "single"), _tok_path(small_tokenizer), workers=0, progress=False)
     env = dict(os.environ, PYTHONPATH=str(REPO), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",

@@ -10,9 +10,11 @@ import importlib.util
 import numpy as np
 import pytest
 
+from myllm_mc.interop.scoring import llama_cpp_install_hint
+
 HAVE_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
-needs_llama_cpp = pytest.mark.skipif(
-    not HAVE_LLAMA_CPP, reason="llama-cpp-python not installed (sdist only: .ci/run builds it into ~/.cache/myllm-wheels)")
+LLAMA_CPP_MISSING = f"llama.cpp (llama-cpp-python) not installed — install: {llama_cpp_install_hint()}"
+needs_llama_cpp = pytest.mark.skipif(not HAVE_LLAMA_CPP, reason=LLAMA_CPP_MISSING)
 
 
 def load(path, n_ctx: int = 256):

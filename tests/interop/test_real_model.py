@@ -99,11 +99,11 @@ def test_real_gguf_tokenizer_matches_transformers_and_llama_cpp(smollm, transfor
             assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok.encode(text, allow_special=True)
 
 
-@pytest.mark.skipif(not HAVE_LLAMA_CPP, reason="llama-cpp-python not installed")
 def test_real_model_q8_0_export_passes_its_check(smollm, tmp_path):
     """`myllm export gguf --type q8_0 --check` on the real model. A third of its positions are near-ties that Q8_0
     rounding may flip: top-1 agreement 92.6-94.5 % on the old 2 × 128-token sample (refused against the 95 %
-    floor) but 97.0 % over 2,048 tokens, the sample the check now scores; |Δ perplexity| stays under 1 %."""
+    floor) but 97.0 % over 2,048 tokens, the sample the check now scores; |Δ perplexity| stays under 1 %. Read by
+    llama.cpp where it is installed, else by transformers' GGUF loader (measured: top-1 97.75 %, +0.24 %)."""
     import re
 
     from myllm_mc.interop.export_check import check_export

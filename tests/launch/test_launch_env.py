@@ -4,7 +4,6 @@ launcher yields the same rank, world size, local rank and one rendezvous address
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 
 from myllm_mc.parallel import launch
 from myllm_mc.parallel.launch import LaunchInfo, detect, first_slurm_host, local_device, slurm_port
+from tests.helpers import missing
 from tests.launch.launch_helpers import REPO, subprocess_env
 
 # rank 3 of 8 tasks on one 8-GPU node, rendezvous on host gpu07
@@ -124,8 +124,8 @@ def test_real_srun_and_mpirun_give_each_task_its_place(slurm, tmp_path):
     host, port = got[0][4][len("tcp://"):].rsplit(":", 1)
     assert 20000 <= int(port) < 30000 and host == subprocess.run(
         ["hostname", "-s"], capture_output=True, text=True).stdout.strip()
-    if shutil.which("mpirun") is None:
-        pytest.skip("mpirun not installed (apt-get install openmpi-bin libopenmpi-dev)")
+    if missing.mpirun():
+        pytest.skip(missing.mpirun())
     mpi = subprocess.run(["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", sys.executable, "-c",
                           PROBE], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     got = probes(mpi.stdout)

@@ -1,19 +1,19 @@
 """`mpirun -np 2 myllm train configs/tiny.yaml` trains for real: same numbers as torchrun, to the last bit."""
 
 import math
-import shutil
 import sys
 
 import pytest
 
+from tests.helpers import missing
 from tests.launch.launch_helpers import REPO, STEPS, metrics, numerics, run_in_group, subprocess_env, tiny_overrides
+
+NO_MPI = missing.mpi()
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(NO_MPI is not None, reason=str(NO_MPI))          # before the torchrun reference is built
 def test_mpirun_trains_the_tiny_preset_like_torchrun(launch_data, reference_run, tmp_path):
-    if shutil.which("mpirun") is None:
-        pytest.skip("mpirun not installed (apt-get install openmpi-bin libopenmpi-dev)")
-    pytest.importorskip("mpi4py", reason="mpi4py not installed (pip install mpi4py)")
     command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", "-x", "PYTHONPATH", "-x",
                "OMP_NUM_THREADS", sys.executable, "-m", "myllm_mc.cli", "train", "configs/tiny.yaml", "--set",
                *tiny_overrides(launch_data, tmp_path), f"checkpoint.dir={tmp_path / 'ckpt'}"]

@@ -6,12 +6,13 @@ import sys
 
 import pytest
 
+from tests.helpers import missing
 from tests.launch.launch_helpers import REPO, job_log, sbatch, subprocess_env
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(missing.mpi() is not None, reason=str(missing.mpi()))   # the job's ranks call MPI (mpi4py)
 def test_preprocess_job_matches_a_direct_run_byte_for_byte(slurm, launch_data, tmp_path):
-    pytest.importorskip("mpi4py", reason="mpi4py not installed (pip install mpi4py)")
     shards = [str(p) for p in launch_data["shards"]]
     direct = subprocess.run([sys.executable, "tools/preprocess_data.py", "--input", *shards, "--output-prefix",
                              str(tmp_path / "direct"), "--tokenizer", launch_data["tokenizer"], "--workers", "1",

@@ -6,17 +6,18 @@ import pytest
 import torch
 
 from myllm_mc.config import load
+from tests.helpers import missing
 
 pytestmark = pytest.mark.gpu
 
 
 def _needs(te: bool = True, fp8: bool = False):
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA (Transformer Engine spec)")
+    if missing.cuda():
+        pytest.skip(missing.cuda())
     from myllm_mc.parallel.hardware import transformer_engine_available
 
     if te and not transformer_engine_available():
-        pytest.skip("needs transformer_engine (pip install -e '.[gpu]')")
+        pytest.skip("transformer_engine not installed — install: pip install -e '.[all,gpu]' (on the GPU machine)")
     if fp8 and torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("FP8 needs compute capability 8.9+ (Ada/Hopper)")
 

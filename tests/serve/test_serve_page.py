@@ -12,19 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import missing
 from tests.serve.serve_helpers import API_KEY, REPO
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
-pytestmark = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
-                                reason="Debian's chromium and chromium-driver are not installed "
-                                       "(apt-get install chromium chromium-driver; .ci/run does)")
+NO_BROWSER = missing.chromium(CHROMIUM, DRIVER)
+pytestmark = pytest.mark.skipif(NO_BROWSER is not None, reason=str(NO_BROWSER))
 
 
 @pytest.fixture(scope="module")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the serve extra)")
+    webdriver = pytest.importorskip("selenium.webdriver",
+                                    reason="selenium not installed — install: pip install -e '.[all]'")
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
