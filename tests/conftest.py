@@ -11,12 +11,42 @@ import random
 import pytest
 
 
+# The slow tier beyond the tests marked `@pytest.mark.slow` in their files: whole folders or tests (a node id
+# prefix) that launch processes or take tens of seconds, with why. The fast tier keeps each stage's in-process
+# tests; these run in CI's second command (`-m slow`).
+SLOW_TIMEOUT_S = 1200     # a slow-tier test, its fixtures included (a model trained first), may take this long
+SLOW = {
+    "tests/serve/": "a `myllm serve` process, and the model it serves trained first",
+    "tests/infer/test_layouts.py": "torchrun: TP=2 and PP=2 generation",
+    "tests/infer/test_cli.py::test_chat_in_a_terminal": "`myllm chat` in a pseudo-terminal",
+    "tests/bench/test_bench_sweep.py": "a layout sweep: one torchrun per layout",
+    "tests/bench/test_decode_bench.py": "decode benchmark subprocesses",
+    "tests/bench/test_gpu_check.py": "the whole GPU check script on CPU",
+    "tests/model/test_compile.py": "torch.compile of every layer",
+    "tests/data/test_data_preprocess.py::test_workers_1_and_2": "preprocessing with worker pools, three runs",
+    "tests/data/test_data_preprocess.py::test_strict_stops_promptly": "a worker pool stopped mid-run",
+    "tests/data/test_data_preprocess.py::test_merge_tool_alone": "tools as subprocesses",
+    "tests/data/test_data_preprocess.py::test_interrupted_run": "a preprocessing process killed by a signal",
+    "tests/data/test_data_preprocess.py::test_strict_and_missing_inputs": "tools as subprocesses",
+    "tests/data/test_data_chat.py::test_cli_chat_mode": "the chat preprocessing CLI with workers",
+    "tests/interop/test_export_check.py": "a model trained, exported and read back by transformers/llama.cpp",
+    "tests/interop/test_hf_interop.py::test_hf_export_matches_transformers_from_every_layout": "torchrun layouts",
+}
+
+
 def pytest_addoption(parser):
     parser.addoption("--order", default="file", metavar="file|reverse|random:SEED",
                      help="test order: as collected (default), reversed, or shuffled with a seed")
 
 
 def pytest_collection_modifyitems(config, items):
+    root = config.rootpath
+    for item in items:
+        nodeid = item.nodeid if item.nodeid.startswith("tests/") else str(item.path.relative_to(root)) + "::" + item.name
+        if any(nodeid.startswith(prefix) for prefix in SLOW):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))     # the fast tier's 300 s is pyproject's
     order = config.getoption("--order")
     if order == "reverse":
         items.reverse()
