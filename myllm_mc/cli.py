@@ -6,11 +6,15 @@ Each stage lives in its own module and exposes `main(argv) -> int`; this file on
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import logging
 import signal
 import sys
+import warnings
 from typing import Optional, Sequence
 
+from myllm_mc import __version__
 from myllm_mc.config.errors import ConfigError
 from myllm_mc.errors import MyllmError, fail
 
@@ -59,8 +63,6 @@ def _resolve(target: str):
 def _quiet_third_party() -> None:
     """megatron-core warns at import that Apex/TE are absent (expected on CPU; the GPU path reports what it uses)
     and logs dataset-cache chatter at INFO; a CLI user needs neither."""
-    import logging
-    import warnings
     warnings.filterwarnings("ignore", message=r".*(Transformer Engine and Apex are|Apex is) not installed")
     warnings.filterwarnings("ignore", message=r"full scope is deprecated")
     # megatron-core 0.16.1 calls collectives that torch 2.13 deprecated, and reads `.grad` of non-leaf views
@@ -84,13 +86,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(_usage())
         return 0 if argv else 2
     if argv[0] == "--version":
-        from myllm_mc import __version__
         print(f"myllm_mc {__version__}")
         return 0
     stage, rest = argv[0], argv[1:]
     table = {name: target for name, target, _ in STAGES}
     if stage not in table:
-        import difflib
         close = difflib.get_close_matches(stage, table, n=1)
         hint = f" — did you mean '{close[0]}'?" if close else " — see `myllm --help`"
         print(f"myllm: unknown stage '{stage}'{hint}", file=sys.stderr)

@@ -16,6 +16,7 @@ import yaml
 
 from .errors import ConfigError
 from .schema import Config
+from .validate import resolve_and_validate
 
 
 def _hints(cls) -> dict:
@@ -165,8 +166,6 @@ def read_yaml(path: Union[str, Path]) -> dict:
 
 def from_dict(data: dict, overrides: Iterable[str] = (), world_size: Optional[int] = None) -> Config:
     """Build, override, resolve `auto` sizes against `world_size` and validate."""
-    from .validate import resolve_and_validate
-
     data = apply_overrides(_deep_copy(data), overrides)
     cfg = _build(Config, data, "")
     return resolve_and_validate(cfg, world_size)

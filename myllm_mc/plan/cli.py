@@ -15,8 +15,16 @@ import argparse
 import json
 from typing import Optional
 
+import yaml
+
 from myllm_mc.config import ConfigError, load
 from myllm_mc.config.arguments import add_config_arguments
+
+from .compare import as_json, compare, render, run_world_size
+from .derive import derive
+from .hardware import gpu_spec
+from .layouts import USABLE_FRACTION, layout_options, recommendation
+from .report import as_json_dict, figures, layout_name, render_text
 
 GiB = 2**30
 
@@ -55,9 +63,6 @@ def _print_json(data) -> None:
 
 
 def run_derive(args) -> int:
-    import yaml
-
-    from .derive import derive
     plan = derive(params=args.params, tokens=args.tokens, tokens_per_param=args.tokens_per_param,
                   hours=args.hours, gpus=args.gpus, gpu=args.gpu, mfu=args.mfu, vocab=args.vocab,
                   context=args.context)
@@ -75,9 +80,6 @@ def run_derive(args) -> int:
 
 
 def run_layouts(cfg, gpus: int, gpu_name: str, as_json: bool) -> int:
-    from .hardware import gpu_spec
-    from .layouts import USABLE_FRACTION, layout_options, recommendation
-    from .report import layout_name
     gpu = gpu_spec(gpu_name)
     options, rejected = layout_options(cfg, gpus, gpu_name)
     advice = recommendation(options, gpu_name)
@@ -125,7 +127,6 @@ def main(argv: Optional[list] = None) -> int:
     args = _config_parser().parse_args(argv)
     overrides = list(args.overrides) + ([f"plan.gpu={args.gpu}"] if args.gpu else [])
     if args.compare:
-        from .compare import as_json, compare, render, run_world_size
         cfg = load(args.config, overrides, args.world_size or run_world_size(args.compare))
         rows = compare(cfg, args.compare)
         if args.json:
@@ -134,7 +135,6 @@ def main(argv: Optional[list] = None) -> int:
             print(render(rows, cfg, args.compare))
         return 0
     cfg = load(args.config, overrides, args.world_size)
-    from .hardware import gpu_spec
     gpu_spec(cfg.plan.gpu)  # an unknown GPU fails here, once, with the list of known names
     if args.layouts:
         gpus = args.gpus or cfg.parallel.world_size
@@ -144,7 +144,6 @@ def main(argv: Optional[list] = None) -> int:
     if args.gpus:
         raise ConfigError("--gpus applies to --layouts and --derive — fix: use --world-size N (or"
                           " --set parallel.world_size=N) to plan one layout on N GPUs")
-    from .report import as_json_dict, figures, render_text
     figs = figures(cfg)
     if args.json:
         _print_json(as_json_dict(figs))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from myllm_mc.config import ConfigError
 from myllm_mc.jsonl import read_jsonl
 
 from .cpu_memory import cpu_memory_per_process
@@ -97,7 +98,6 @@ def compare(cfg, run_dir: str) -> list[Row]:
     """The predicted / measured rows for `cfg` against the files in `run_dir`."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        from myllm_mc.config import ConfigError
         raise ConfigError(f"--compare: {run_dir} is not a directory — fix: pass the run's logging.dir"
                           " (it holds metrics.jsonl) or a `myllm benchmark --out` directory")
     m, p = cfg.model, cfg.parallel

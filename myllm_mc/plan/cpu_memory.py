@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from myllm_mc.config.validate import resolve_layout
+
 from .memory import layer_activation_bytes, memory_per_gpu
 
 MiB = 2**20
@@ -59,7 +61,6 @@ def cpu_memory_per_process(cfg, samples: int | None = None) -> CpuMemory:
     gpu = memory_per_gpu(cfg)
     params = gpu.parameters_on_gpu
     if p.data == "auto" or p.world_size == "auto":
-        from myllm_mc.config.validate import resolve_layout
         p = resolve_layout(p, None)
     element = 4 if m.precision == "fp32" else 2
     shards = p.data * p.context if p.distributed_optimizer else 1

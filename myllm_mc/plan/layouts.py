@@ -15,6 +15,7 @@ from myllm_mc.config.validate import resolve_and_validate
 
 from .hardware import gpu_spec
 from .memory import MemoryBreakdown, memory_per_gpu
+from .report import layout_name
 
 # Share of the card the planner counts as usable: the CUDA context, NCCL and cuBLAS workspaces and the caching
 # allocator's fragmentation typically take 5-15 % of an 80 GiB card in megatron-core runs.
@@ -89,7 +90,6 @@ def _rank(option: LayoutOption):
 
 def recommendation(options: list[LayoutOption], gpu_name: str) -> str:
     """One sentence naming the first-ranked layout and why it wins."""
-    from .report import layout_name
     gpu = gpu_spec(gpu_name)
     usable_gib = gpu.memory_gib * USABLE_FRACTION
     if not options:

@@ -34,6 +34,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
+from myllm_mc.config.validate import resolve_layout
+
 from .params import padded_vocab_size, parameter_breakdown
 
 
@@ -113,7 +115,6 @@ def memory_per_gpu(cfg, *, recompute: Optional[str] = None) -> MemoryBreakdown:
     `recompute` overrides cfg.model.recompute (the planner compares none / selective / full).
     """
     if cfg.parallel.data == "auto" or cfg.parallel.world_size == "auto":
-        from myllm_mc.config.validate import resolve_layout
         cfg = dataclasses.replace(cfg, parallel=resolve_layout(cfg.parallel, None))
     m, p, t = cfg.model, cfg.parallel, cfg.training
     recompute = recompute or m.recompute
