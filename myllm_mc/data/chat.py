@@ -100,6 +100,7 @@ class ChatDataset:
     """
 
     def __init__(self, prefix: str | Path):
+        # megatron-core (→ torch) on use: preprocessing imports this module and forks its workers before torch
         from megatron.core.datasets.indexed_dataset import IndexedDataset
 
         prefix = str(prefix)

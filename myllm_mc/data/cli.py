@@ -6,7 +6,11 @@ import argparse
 import json
 import sys
 
+from myllm_mc.config import load
+
 from .readers import FORMATS_HELP, InputError, expand_inputs
+from .stats import corpus_stats
+from .tokenizer import Tokenizer, TokenizerError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,13 +36,10 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv[1:])
-    from .stats import corpus_stats
-    from .tokenizer import Tokenizer, TokenizerError
     try:
         files = expand_inputs(args.inputs)
         path = args.tokenizer
         if path is None and args.config:
-            from myllm_mc.config import load
             path = load(args.config, [], None).data.tokenizer
         tokenizer = Tokenizer(path) if path else None
         stats = corpus_stats(files, args.json_keys, tokenizer, args.histogram, args.progress and not args.json)

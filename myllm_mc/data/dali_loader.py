@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from myllm_mc.errors import MyllmError
+from myllm_mc.parallel.hardware import cuda_available
 
 FIELDS = ("tokens", "labels", "loss_mask", "position_ids")
 
@@ -21,7 +22,6 @@ class DaliUnavailable(MyllmError, RuntimeError):
 
 def _import_dali():
     try:
-        from myllm_mc.parallel.hardware import cuda_available
         if not cuda_available():
             raise DaliUnavailable("data.loader: dali needs a CUDA GPU — fix: set data.loader=megatron on CPU")
         from nvidia.dali import fn, pipeline_def, types  # noqa: F401
@@ -37,7 +37,7 @@ class DaliTokenLoader:
 
     def __init__(self, dataset, batch_sampler, device_id: int | None = None, prefetch: int = 2, num_threads: int = 2):
         fn, pipeline_def, types, DALIGenericIterator, LastBatchPolicy = _import_dali()
-        import torch
+        import torch    # not at the top: data.datasets imports this module, and preflight imports that torch-free
 
         self.batches = list(batch_sampler)
         self.dataset = dataset

@@ -16,6 +16,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .dali_loader import DaliTokenLoader
 from .indexed_output import pair_paths
 from .readers import InputError
 
@@ -51,6 +52,8 @@ def parse_blend(blend: Sequence) -> Tuple[List[str], Optional[List[float]]]:
 
 def gpt_dataset_config(cfg, tokenizer):
     """megatron-core's GPTDatasetConfig for this run: blend, split, sequence length, seed, cache, masking."""
+    # megatron-core and torch are imported where used in this module: preflight (`myllm config check`, train's
+    # launching parent) imports parse_blend from it without either
     from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
 
     data = cfg.data
@@ -176,7 +179,6 @@ def build_data_loader(dataset, cfg, consumed_samples: int = 0, data_parallel_ran
     sampler = ResumableBatchSampler(len(dataset), consumed_samples, cfg.training.micro_batch_size,
                                     data_parallel_rank, data_parallel_size)
     if cfg.data.loader == "dali":
-        from .dali_loader import DaliTokenLoader
         return DaliTokenLoader(dataset, sampler)
     import torch
 

@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from myllm_mc.locking import temporary_is_stale
+
 
 def smallest_dtype(vocab_size: int):
     """The narrowest token type megatron-core's IndexedDataset stores that holds ids 0..vocab_size-1."""
@@ -31,8 +33,6 @@ def pair_paths(prefix: str) -> tuple:
 def remove_stale_temporaries(prefix: str) -> None:
     """Leftovers of a killed run on the same prefix (a SIGKILL cannot clean up after itself) — only those whose
     writer is provably gone: another live run's temporaries are never touched."""
-    from myllm_mc.locking import temporary_is_stale
-
     for path in glob.glob(glob.escape(prefix) + ".bin.tmp-*") + glob.glob(glob.escape(prefix) + ".idx.tmp-*"):
         if temporary_is_stale(path):
             try:
@@ -45,6 +45,8 @@ class AtomicIndexedWriter:
     """megatron-core's IndexedDatasetBuilder behind temporary names; commit() or abort() exactly once."""
 
     def __init__(self, prefix: str, dtype):
+        # megatron-core (→ torch) on first use: preprocessing forks its workers before it, and torch-free modules
+        # import this one (preflight through data.datasets, tokenizer training through data.preprocess)
         from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
         self.prefix = prefix

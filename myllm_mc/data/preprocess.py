@@ -19,6 +19,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from myllm_mc.locking import RunLock
+
 from .chat import CHAT_OUTPUT_KEYS, CHAT_REASONS, parse_conversation
 from .indexed_output import AtomicIndexedWriter, smallest_dtype
 from .progress import Throughput
@@ -172,8 +174,6 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
     forks it before MPI starts). chat=True: `keys` is the one key holding each record's messages; writes
     `<output_prefix>_text_document` and `<output_prefix>_loss_mask_document` (myllm_mc.data.chat).
     """
-    from myllm_mc.locking import RunLock
-
     tokenizer = Tokenizer(tokenizer_path)
     dtype = smallest_dtype(tokenizer.vocab_size)
     outputs_keys = output_keys(keys, chat)
@@ -193,13 +193,16 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
     in_flight = threading.Semaphore(4 * max(workers, 1) + 2)   # back-pressure: never read far ahead
     stop_reading = threading.Event()
     try:
+        # The writers import megatron-core (and so torch) here, in this thread, after the pool forked and before
+        # the pool's feeder thread starts reading: a reader importing webdataset (→ torch) while this thread
+        # imports megatron-core (→ torch) left torch half-initialised ("cannot import name 'set_module' from
+        # partially initialized module 'torch.utils'") on .tar inputs.
+        writers = {k: AtomicIndexedWriter(output_prefix_for(output_prefix, k), np.uint8 if chat and k == "loss_mask"
+                                          else dtype) for k in outputs_keys}
         batches = _bounded((b for path in files for b in raw_batches(Path(path), keys, max_records=batch_records)),
                            in_flight, stop_reading)
         with Throughput("preprocess", progress) as meter:
-            # workers start tokenizing now; importing megatron-core for the writers (seconds) overlaps with it
             results = pool.imap(encode_raw_batch, batches, chunksize=1) if pool else map(encode_raw_batch, batches)
-            writers = {k: AtomicIndexedWriter(output_prefix_for(output_prefix, k), np.uint8 if chat and k == "loss_mask"
-                                              else dtype) for k in outputs_keys}
             learned = 0
             for result in results:
                 in_flight.release()

@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 from typing import List, Sequence
 
+from myllm_mc.config import load
+from myllm_mc.errors import describe_os_error, fail
+from myllm_mc.locking import LockHeld
+
+from .indexed_output import pair_paths, smallest_dtype
+from .merge import merge_datasets
+from .preprocess import Interrupted, make_pool, output_keys, output_prefix_for, preprocess
 from .readers import FORMATS_HELP, InputError, SkipLog, expand_inputs
+from .tokenizer import Tokenizer, TokenizerError
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -48,12 +56,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def _tokenizer_path(args, prog: str) -> str:
     path = args.tokenizer
     if path is None and args.config:
-        from myllm_mc.config import load
         path = load(args.config, [], None).data.tokenizer
     if path is None:
         raise InputError("no tokenizer given — fix: pass --tokenizer path/to/tokenizer.json (train one with "
                          "tools/train_tokenizer.py)")
-    from .tokenizer import Tokenizer
     return str(Tokenizer(path).path)   # fails here, before any work, if unusable
 
 
@@ -66,11 +72,6 @@ def contiguous_share(files: Sequence[Path], rank: int, size: int) -> List[Path]:
 
 def run(argv, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
-    from myllm_mc.errors import describe_os_error, fail
-    from myllm_mc.locking import LockHeld
-
-    from .preprocess import Interrupted
-    from .tokenizer import TokenizerError
     try:
         if args.json_keys is None:
             args.json_keys = ["messages"] if args.chat else ["text"]
@@ -83,7 +84,6 @@ def run(argv, prog: str) -> int:
             raise InputError(f"--workers {args.workers} — fix: use 0 or more")
         if args.mpi:
             return _run_mpi(args, files, tokenizer, prog)
-        from .preprocess import preprocess
         result = preprocess(files, args.output_prefix, tokenizer, args.json_keys, args.workers, args.append_eod,
                             args.strict, args.progress, chat=args.chat)
     except (InputError, TokenizerError, LockHeld) as err:
@@ -99,10 +99,6 @@ def run(argv, prog: str) -> int:
 
 
 def _run_mpi(args, files: List[Path], tokenizer: str, prog: str) -> int:
-    from .indexed_output import smallest_dtype
-    from .preprocess import make_pool, preprocess
-    from .tokenizer import Tokenizer
-
     dtype = smallest_dtype(Tokenizer(tokenizer).vocab_size)
     pool = (make_pool(tokenizer, args.json_keys, args.append_eod, dtype, args.workers, args.chat)
             if args.workers > 0 else None)
@@ -136,10 +132,6 @@ def _run_mpi(args, files: List[Path], tokenizer: str, prog: str) -> int:
 
 
 def _merge_shards(args, results, size: int, prog: str) -> int:
-    from .indexed_output import pair_paths
-    from .merge import merge_datasets
-    from .preprocess import output_keys, output_prefix_for
-
     skips = SkipLog()
     for r in results:
         skips.merge(r.skips.counts, r.skips.examples)

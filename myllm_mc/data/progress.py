@@ -9,6 +9,9 @@ from __future__ import annotations
 import sys
 import time
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
 
 def _si(value: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -31,9 +34,6 @@ class Throughput:
     def __enter__(self) -> "Throughput":
         self.start = time.perf_counter()
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
             self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                       TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
                                       console=Console(stderr=True), transient=True)

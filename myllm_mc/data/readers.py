@@ -12,6 +12,8 @@ import gzip
 import io
 import json
 import os
+import sys
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple
@@ -37,7 +39,6 @@ TOKENIZE_MEMORY_FACTOR = 100
 
 
 def warn_huge_document(where: str, size: int) -> None:
-    import sys
     print(f"warning: {where} is a single {size / 1e6:,.1f} MB document: tokenizing it takes about "
           f"{size * TOKENIZE_MEMORY_FACTOR / 1e9:,.1f} GB of memory (per worker) — fix: split such documents "
           f"into smaller ones", file=sys.stderr, flush=True)
@@ -117,7 +118,7 @@ class _CheckedZstd(io.RawIOBase):
     """
 
     def __init__(self, path: Path):
-        import zstandard
+        import zstandard    # the format modules are the [data] extra's, imported for the inputs that need them
         self._zstd = zstandard
         self._raw = open(path, "rb")
         self._dobj = zstandard.ZstdDecompressor().decompressobj()
@@ -206,7 +207,7 @@ def _raw_records(path: Path, keys: Sequence[str]) -> Iterator[Tuple[int, object,
                     values = {k: columns[k][row] for k in present}
                     yield number, values, sum(len(v) for v in values.values() if isinstance(v, (str, bytes)))
         else:
-            import webdataset as wds
+            import webdataset as wds    # imports torch: only a .tar input pays for it
             _check_tar(path)        # webdataset stops quietly at a cut member: a short shard would look whole
             samples = wds.WebDataset(str(path), shardshuffle=False, empty_check=False)
             for number, sample in enumerate(samples, 1):
@@ -224,7 +225,6 @@ def _raw_records(path: Path, keys: Sequence[str]) -> Iterator[Tuple[int, object,
 def _check_tar(path: Path) -> None:
     """TruncatedStream if a member's data runs past the end of the file, or the end-of-archive block is missing
     (a cut between members reads as a clean end otherwise). Headers only: seeks, no data read."""
-    import tarfile
     size = path.stat().st_size
     last = "the first member"
     with tarfile.open(path, "r:") as tar:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .preprocess import preprocess
+from .tokenizer_training import train_tokenizer
+
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CORPUS = REPO / "data" / "corpus.jsonl.zst"
 PRESET_TOKENIZER = "runs/tokenizer-8k/tokenizer.json"
@@ -33,9 +36,6 @@ def prepare_shipped_corpus(cfg, echo=print) -> bool:
     """Train the tokenizer and write the shards if the preset's files are missing. Returns True if it did."""
     if not needs_preparing(cfg):
         return False
-    from .preprocess import preprocess
-    from .tokenizer_training import train_tokenizer
-
     tokenizer = Path(cfg.data.tokenizer)
     echo(f"first use: preparing the shipped corpus for this preset (once) — {cfg.model.vocab_size:,}-entry tokenizer"
          f" → {tokenizer}, then shards → {PRESET_PREFIX}_text_document.bin/.idx")

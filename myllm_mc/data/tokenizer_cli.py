@@ -6,7 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from myllm_mc.config import load
+from myllm_mc.errors import describe_os_error, fail
+
 from .readers import InputError, expand_inputs
+from .tokenizer_training import train_tokenizer
 
 
 def build_parser(prog: str = "myllm tokenizer train") -> argparse.ArgumentParser:
@@ -31,7 +35,6 @@ def run(argv, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     vocab_size, output = args.vocab_size, args.output
     if args.config:
-        from myllm_mc.config import load
         cfg = load(args.config, [], None)
         vocab_size = vocab_size or cfg.model.vocab_size
         output = output or (str(Path(cfg.data.tokenizer).parent) if cfg.data.tokenizer else None)
@@ -39,9 +42,6 @@ def run(argv, prog: str) -> int:
         print(f"{prog}: need --vocab-size and --output (or --config CONFIG) — fix: e.g. --vocab-size 8192 "
               f"--output runs/tokenizer-8k", file=sys.stderr)
         return 2
-    from myllm_mc.errors import describe_os_error, fail
-
-    from .tokenizer_training import train_tokenizer
     try:
         files = expand_inputs(args.input)
         report = train_tokenizer(files, vocab_size, output, args.json_keys, args.heldout_every, args.min_frequency,

@@ -7,12 +7,14 @@ planner should use (token budgets are stated in tokens, corpora are measured in 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, List, Sequence
 
 from .chat_template import CHAT_TEMPLATE
+from .preprocess import no_documents_error
 from .readers import SkipLog, iter_documents
 from .tokenizer import EOD, IM_END, IM_START, PAD, SPECIAL_TOKENS, Tokenizer, replace_lone_surrogates
 
@@ -55,7 +57,6 @@ def train_tokenizer(files: Sequence[Path], vocab_size: int, output_dir: str | Pa
         raise ValueError(f"--vocab-size {vocab_size} is below the 256 byte tokens + {len(SPECIAL_TOKENS)} special "
                          f"tokens — fix: use at least {256 + len(SPECIAL_TOKENS)}")
     if vocab_size > HUGE_VOCAB:
-        import sys
         print(f"warning: --vocab-size {vocab_size:,} is huge (more than {HUGE_VOCAB:,}): training needs memory for "
               f"every candidate merge and the model's embedding grows with it — fix: 32k-256k is usual",
               file=sys.stderr, flush=True)
@@ -83,7 +84,6 @@ def train_tokenizer(files: Sequence[Path], vocab_size: int, output_dir: str | Pa
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
     hf.train_from_iterator(training_texts(), trainer)
     if not counts["train"] and not heldout:
-        from .preprocess import no_documents_error
         raise no_documents_error(list(files), keys, skips, skips.total)
     learned = hf.get_vocab_size(with_added_tokens=True) - len(SPECIAL_TOKENS)
     reserved = vocab_size - hf.get_vocab_size(with_added_tokens=True)

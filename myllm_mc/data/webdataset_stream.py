@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator, List, Sequence
 
 import numpy as np
+import torch
 
 from .readers import BadRecord, SkipLog, expand_inputs, parse_record, raw_batches
 
@@ -58,8 +59,6 @@ class WebDatasetTokenStream:
                 del buffer[:need - 1]
 
     def __iter__(self):
-        import torch
-
         worker = torch.utils.data.get_worker_info()
         readers = self.size * (worker.num_workers if worker else 1)
         reader = self.rank * (worker.num_workers if worker else 1) + (worker.id if worker else 0)
@@ -79,8 +78,6 @@ class WebDatasetTokenStream:
 def build_webdataset_loader(cfg, tokenizer, data_parallel_rank: int = 0, data_parallel_size: int = 1,
                             consumed_samples: int = 0):
     """DataLoader of micro-batches for data.loader: webdataset; data.blend lists the shard files or globs."""
-    import torch
-
     shards = [entry if isinstance(entry, str) else entry[1] for entry in cfg.data.blend]
     stream = WebDatasetTokenStream(shards, tokenizer, cfg.model.seq_length, data_parallel_rank, data_parallel_size,
                                    consumed_samples, seed=cfg.training.seed, eod_mask_loss=cfg.data.eod_mask_loss)
