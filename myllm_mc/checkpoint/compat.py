@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+from myllm_mc.data.tokenizer import Tokenizer
+
 from .errors import CheckpointError
 
 SHAPE_FIELDS = ("num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "kv_channels",
@@ -24,7 +26,6 @@ def model_shape(cfg) -> Dict[str, int]:
 def tokenizer_fingerprint(path: Optional[str]) -> Optional[dict]:
     if not path:
         return None
-    from myllm_mc.data.tokenizer import Tokenizer
     ids = Tokenizer(path).unique_identifiers
     return {"sha256": ids["sha256"], "vocab_size": ids["vocab_size"]}
 

@@ -19,6 +19,8 @@ import shutil
 from pathlib import Path
 from typing import List, Optional
 
+from .manifest import write as write_manifest
+
 META_FILE = "myllm_meta.json"
 LATEST_FILE = "latest"
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")
@@ -75,7 +77,6 @@ def commit(root: Path, step: int, meta: dict) -> Path:
     """
     root = Path(root)
     tmp = tmp_dir_for(root, step)
-    from .manifest import write as write_manifest
     write_manifest(tmp)                      # sizes + checksums of every file, before the meta publishes it
     write_json_atomic(tmp / META_FILE, meta)
     fsync_tree(tmp)

@@ -17,8 +17,6 @@ shared notes "megatron-core-on-cpu"):
 
 from __future__ import annotations
 
-from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
-
 import contextlib
 import logging
 import random
@@ -29,8 +27,12 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from myllm_mc.errors import debug_enabled
+from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+
 from . import store
 from .errors import CheckpointError
+from .space import free_bytes
 from .weights import sharded_model_state, state_keys
 
 OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
@@ -144,7 +146,6 @@ def save(root: str, step: int, model: List, optimizer, scheduler, consumed_sampl
 def _quiet_writer_log():
     """megatron's writer logs each worker's failure before raising; the raise becomes our one line (the log
     comes back with MYLLM_DEBUG=1)."""
-    from myllm_mc.errors import debug_enabled
     log = logging.getLogger("megatron.core.dist_checkpointing.strategies.filesystem_async")
     level = log.level
     if not debug_enabled():
@@ -161,7 +162,6 @@ def _save_failure(err: BaseException, root: Path, step: int, needed_bytes: Optio
     A full disk shows up as `[Errno 28]`, or — when torch's zip writer hits it — as "unexpected pos A vs B" (the
     write came up short and the error was lost), so free space is measured too: less than needed is a full disk.
     """
-    from .space import free_bytes
     text = str(err)
     free = free_bytes(root)
     full = "[Errno 28]" in text or "unexpected pos" in text or (needed_bytes is not None and free < needed_bytes)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from . import store
 from .errors import CheckpointError
 from .weights import sharded_model_state, state_keys
 
@@ -26,7 +27,6 @@ VOCAB_KEYS = ("embedding.word_embeddings.weight", "output_layer.weight")
 
 def saved_real_vocab(directory) -> Optional[int]:
     """The checkpoint's `model.vocab_size` when it is a myllm training checkpoint (else None: use its rows)."""
-    from . import store
     if store.is_complete(Path(directory)):
         return (store.read_meta(directory).get("model_shape") or {}).get("vocab_size")
     return None

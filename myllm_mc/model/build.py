@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from megatron.core import parallel_state as ps
+from megatron.core.models.gpt import GPTModel
 
 from myllm_mc.config.schema import Config
 from myllm_mc.plan.params import padded_vocab_size as plan_padded_vocab_size
@@ -32,9 +34,6 @@ def build_model(cfg: Config, on_meta_device: bool = False) -> list:
 
     on_meta_device: no memory and no initialisation (for counting the 1B preset's parameters).
     """
-    from megatron.core import parallel_state as ps
-    from megatron.core.models.gpt import GPTModel
-
     config = transformer_config(cfg, on_meta_device=on_meta_device)
     virtual = ps.get_virtual_pipeline_model_parallel_world_size() or 1
     chunks = []

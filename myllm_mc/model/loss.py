@@ -15,6 +15,8 @@ from __future__ import annotations
 from functools import partial
 
 import torch
+from megatron.core import parallel_state as ps
+from megatron.core.utils import get_batch_on_this_cp_rank
 
 
 def lm_loss(loss_mask: torch.Tensor, per_token_loss: torch.Tensor):
@@ -40,8 +42,6 @@ def split_for_context_parallel(batch: dict) -> dict:
 
     Only the per-token tensors are kept: a blended dataset adds a per-sample `dataset_id`, which megatron's
     splitter would try (and fail) to cut along the sequence."""
-    from megatron.core.utils import get_batch_on_this_cp_rank
-
     return get_batch_on_this_cp_rank({key: batch.get(key) for key in SEQUENCE_KEYS})
 
 
@@ -67,8 +67,6 @@ def forward_step(data_iterator, model):
 def reduce_loss(forward_data_store: list) -> float | None:
     """Token-weighted mean loss of one step over micro-batches, data-parallel and context-parallel ranks.
     None on pipeline stages other than the last (they compute no loss)."""
-    from megatron.core import parallel_state as ps
-
     if not forward_data_store:
         return None
     total = torch.stack([entry["lm loss"] for entry in forward_data_store]).sum(0)

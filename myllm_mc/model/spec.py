@@ -14,28 +14,27 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from megatron.core import parallel_state
+from megatron.core.models.gpt.gpt_layer_specs import (get_gpt_layer_local_spec,
+                                                      get_gpt_layer_with_transformer_engine_spec)
+from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
+
 from myllm_mc.config import ConfigError
 from myllm_mc.config.schema import Config
 from myllm_mc.parallel.hardware import resolve_spec
+
+from .layers import RMSNorm
+from .sdpa_attention import SDPAAttention
 
 
 def layer_spec(cfg: Config, transformer_config, vp_stage: Optional[int] = None):
     """The `transformer_layer_spec` argument for GPTModel on this rank and virtual stage."""
     if resolve_spec(cfg.model) == "te":
-        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_with_transformer_engine_spec
-
         return get_gpt_layer_with_transformer_engine_spec()
     return _local_block_spec(cfg, transformer_config, vp_stage)
 
 
 def _local_block_spec(cfg: Config, transformer_config, vp_stage: Optional[int]):
-    from megatron.core import parallel_state
-    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
-    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
-
-    from .layers import RMSNorm
-    from .sdpa_attention import SDPAAttention
-
     spec = get_gpt_layer_local_spec(normalization=cfg.model.normalization)
     layer = spec.submodules
     attention = layer.self_attention

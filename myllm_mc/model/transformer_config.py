@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from megatron.core.transformer.transformer_config import TransformerConfig
 
 from myllm_mc.config import ConfigError
 from myllm_mc.config.schema import Config
@@ -32,8 +33,6 @@ def transformer_config(cfg: Config, on_meta_device: bool = False):
     on_meta_device: allocate parameters without device or initialisation, so `build_model` can construct the
     1B preset on `torch.device('meta')` in a second (parameter counting, planning).
     """
-    from megatron.core.transformer.transformer_config import TransformerConfig
-
     m, p = cfg.model, cfg.parallel
     if m.activation != "swiglu" or m.position_embedding != "rope":
         raise ConfigError(f"model.activation={m.activation}, model.position_embedding={m.position_embedding}:"

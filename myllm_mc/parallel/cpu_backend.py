@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 from dataclasses import dataclass
 
 import torch
+from megatron.core.inference import communication_utils
+from megatron.core.tensor_parallel import random as mrandom
+from torch.autograd.function import BackwardCFunction
 from torch.overrides import TorchFunctionMode
+
+from .cpu_allocator import pin_mmap_threshold
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,6 @@ def _backward_with_mode(original):
 
 
 def _cpu_rng_tracker_class():
-    from megatron.core.tensor_parallel import random as mrandom
-
     class CpuRNGStatesTracker(mrandom.CudaRNGStatesTracker):
         """megatron's tracker with the CPU default generator in place of the CUDA one (patch rng_tracker)."""
 
@@ -176,10 +180,6 @@ def install() -> bool:
         return False
     if _mode is not None:
         return True
-    from megatron.core.inference import communication_utils
-    from megatron.core.tensor_parallel import random as mrandom
-    from torch.autograd.function import BackwardCFunction
-
     tracker_cls = _cpu_rng_tracker_class()
     _saved.update(backward_apply=BackwardCFunction.apply,
         current_device=torch.cuda.current_device, synchronize=torch.cuda.synchronize,
@@ -200,7 +200,6 @@ def install() -> bool:
     communication_utils._is_cuda = _cpu_is_cuda                              # patch inference_is_cuda
     _mode = _CudaOnCpuMode()
     _mode.__enter__()
-    from .cpu_allocator import pin_mmap_threshold
     pin_mmap_threshold()    # not CUDA-related, but CPU-only: predictable resident memory (see cpu_allocator.py)
     return True
 
@@ -210,10 +209,6 @@ def uninstall() -> None:
     global _mode
     if _mode is None:
         return
-    from megatron.core.inference import communication_utils
-    from megatron.core.tensor_parallel import random as mrandom
-    from torch.autograd.function import BackwardCFunction
-
     _mode.__exit__(None, None, None)
     _mode = None
     BackwardCFunction.apply = _saved["backward_apply"]
@@ -231,8 +226,6 @@ def uninstall() -> None:
 def missing_call_sites() -> list[str]:
     """Call sites in `PATCHES` that no longer contain their CUDA call: each one means megatron-core changed
     underneath and that patch (or its documentation) needs revisiting."""
-    import inspect
-
     missing = []
     for patch in PATCHES:
         for module_name, snippet in patch.call_sites:

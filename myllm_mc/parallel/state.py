@@ -13,11 +13,14 @@ from __future__ import annotations
 import random
 import warnings
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from megatron.core import parallel_state as ps, tensor_parallel
 
 from myllm_mc.config import ConfigError
 from myllm_mc.config.schema import Config
@@ -65,8 +68,6 @@ def _init_process_group(backend: str, timeout_minutes: int) -> None:
 def init_distributed(cfg: Config, seed: int | None = None, timeout_minutes: int = 10) -> Runtime:
     """Initialise torch.distributed (once per process) and megatron-core's model-parallel groups (again on each
     call, so one process can visit several layouts), then seed every RNG the way Megatron-LM does."""
-    from megatron.core import parallel_state as ps
-
     backend = resolve_backend(cfg.parallel)
     spec = resolve_spec(cfg.model)
     if not cuda_available():
@@ -98,17 +99,10 @@ def init_distributed(cfg: Config, seed: int | None = None, timeout_minutes: int 
 def set_seed(seed: int) -> None:
     """Megatron-LM's seeding: pipeline stages differ (seed + 100·stage), tensor-parallel ranks get their own
     tracked stream through megatron's model_parallel_cuda_manual_seed (CPU generator under the bridge)."""
-    from megatron.core import parallel_state as ps
-    from megatron.core import tensor_parallel
-
     seed = seed + 100 * ps.get_pipeline_model_parallel_rank()
     random.seed(seed)
     torch.manual_seed(seed)
-    try:
-        import numpy
-        numpy.random.seed(seed)
-    except ImportError:
-        pass
+    np.random.seed(seed)
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
@@ -124,8 +118,6 @@ def _destroy_model_parallel() -> None:
     """megatron's `destroy_model_parallel` only forgets its groups; each gloo group keeps its ~3 threads and
     sockets alive, so a process that visits many layouts (the test suite) piled up thousands of spinning threads.
     Destroy every group but the default one first: they all belong to the layout being left."""
-    from megatron.core import parallel_state as ps
-
     if dist.is_initialized():
         default = dist.distributed_c10d._get_default_group()
         for group in list(dist.distributed_c10d._world.pg_map):
@@ -137,8 +129,6 @@ def _destroy_model_parallel() -> None:
 def _stop_checkpoint_writer() -> None:
     """dist_checkpointing keeps a spawn-context Manager process for its write results (module global in
     filesystem_async); stop it so a finished run leaves no process behind. The next save starts a new one."""
-    import sys
-
     module = sys.modules.get("megatron.core.dist_checkpointing.strategies.filesystem_async")
     queue = getattr(module, "_results_queue", None)
     if queue is None:
