@@ -11,12 +11,23 @@ a model loads: a bad one exits 2 with one line. Runs in one process (eval of a m
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
+from pathlib import Path
 
 from myllm_mc.config.arguments import add_config_arguments
+from myllm_mc.errors import fail
+from myllm_mc.infer import (GenerationError, Generator, inference_config, load_model_for_inference, load_tokenizer,
+                            resolve_checkpoint)
+from myllm_mc.parallel.launch import launcher_world_size
 
+from . import inputs
 from .inputs import EvalError
+from .multiple_choice import read_mc_file, score_choices
+from .perplexity import score_stream
+from .report import comparison_table, summary_line, write_report
+from .tasks import task_accuracy
 
 PROG = "myllm eval"
 
@@ -63,14 +74,6 @@ class _Progress:
 
 def _checked(args):
     """Everything that can be known before a model loads: (cfg, tokenizer, checkpoints, source, records, mc)."""
-    from pathlib import Path
-
-    from myllm_mc.infer import GenerationError, inference_config, resolve_checkpoint
-    from myllm_mc.parallel.launch import launcher_world_size
-
-    from . import inputs
-    from .multiple_choice import read_mc_file
-
     if (args.nproc_per_node or 1) > 1 or (launcher_world_size() or 1) > 1:
         raise EvalError("eval runs in one process — fix: drop --nproc-per-node (and torchrun); a checkpoint saved"
                         " at any layout loads into one process")
@@ -91,7 +94,6 @@ def _checked(args):
     if not cfg.data.tokenizer or not Path(cfg.data.tokenizer).is_file():
         raise EvalError(f"tokenizer {cfg.data.tokenizer!r} not found — fix: --set data.tokenizer=PATH (the"
                         " tokenizer.json the model was trained with)")
-    from myllm_mc.infer import load_tokenizer
     tokenizer = load_tokenizer(cfg)
     if tokenizer.vocab_size > cfg.model.vocab_size:
         raise EvalError(f"tokenizer has {tokenizer.vocab_size} entries but the model {cfg.model.vocab_size}"
@@ -109,8 +111,6 @@ def _checked(args):
 
 
 def main(argv) -> int:
-    from myllm_mc.errors import fail
-
     args = _parser().parse_args(argv)
     try:
         cfg, tokenizer, checkpoints, source, records, mc = _checked(args)
@@ -124,10 +124,6 @@ def main(argv) -> int:
 def evaluate_model(model, tokenizer, cfg, source, records, mc, batch_size: int = 8,
                    max_new_tokens: int = 64, label: str = "") -> dict:
     """Every requested figure of one loaded model (the library entry point the CLI and tests share)."""
-    from .multiple_choice import score_choices
-    from .perplexity import score_stream
-    from .tasks import task_accuracy
-
     result = {}
     model.eval()
     seq = cfg.model.seq_length
@@ -140,19 +136,14 @@ def evaluate_model(model, tokenizer, cfg, source, records, mc, batch_size: int =
         result["multiple_choice"] = score_choices(model, tokenizer, mc, seq, batch_size * 2,
                                                   _Progress(f"{label}multiple choice (context, choice) pairs"))
     if records is not None:
-        from myllm_mc.infer import Generator
         generator = Generator(model, tokenizer, cfg.model, max_batch_size=batch_size, seed=0)
         result["tasks"] = task_accuracy(generator, records, max_new_tokens, _Progress(f"{label}task prompts"))
     return result
 
 
 def _run(args, cfg, tokenizer, checkpoints, source, records, mc) -> int:
-    import gc
-
-    from myllm_mc.infer import load_model_for_inference
+    # megatron-core with the model, after the inputs are checked (see infer/generator.py)
     from myllm_mc.parallel.state import destroy, init_distributed
-
-    from .report import comparison_table, summary_line, write_report
 
     start = time.perf_counter()
     init_distributed(cfg)

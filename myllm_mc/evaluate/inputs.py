@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+import numpy as np
+
+from myllm_mc.data.datasets import parse_blend
+from myllm_mc.data.readers import InputError
+from myllm_mc.data.tokenizer import replace_lone_surrogates
 from myllm_mc.errors import MyllmError
 from myllm_mc.jsonl import MalformedJsonl, read_jsonl
+from myllm_mc.tasks import TASKS_DIR, load_records, task_files
 
 
 class EvalError(MyllmError, ValueError):
@@ -64,8 +70,6 @@ def read_text_documents(path: str, max_documents: Optional[int] = None) -> List[
 
 
 def text_source(path: str, tokenizer, max_documents: Optional[int] = None) -> TextSource:
-    from myllm_mc.data.tokenizer import replace_lone_surrogates
-
     docs = [replace_lone_surrogates(d)[0] for d in read_text_documents(path, max_documents)]
     stream = [tokenizer.eod]
     for ids in tokenizer.encode_batch(docs):
@@ -74,6 +78,7 @@ def text_source(path: str, tokenizer, max_documents: Optional[int] = None) -> Te
 
 
 def _indexed(prefix: str):
+    # megatron-core on use: `myllm eval` checks its inputs before it loads (see infer/generator.py)
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     prefix = prefix.removesuffix(".bin").removesuffix(".idx")
@@ -110,11 +115,7 @@ def data_source(prefix: str, tokenizer, max_documents: Optional[int] = None) -> 
 def valid_source(cfg, tokenizer, max_documents: Optional[int] = None) -> TextSource:
     """The validation documents of every data.blend prefix, split by document as megatron-core's
     BlendedMegatronDatasetBuilder does (data.split), unweighted and unshuffled."""
-    import numpy as np
     from megatron.core.datasets.blended_megatron_dataset_config import parse_and_normalize_split
-
-    from myllm_mc.data.datasets import parse_blend
-    from myllm_mc.data.readers import InputError
 
     try:
         prefixes, _ = parse_blend(cfg.data.blend)
@@ -134,15 +135,11 @@ def valid_source(cfg, tokenizer, max_documents: Optional[int] = None) -> TextSou
 
 
 def available_tasks() -> List[str]:
-    from myllm_mc.tasks import TASKS_DIR
-
     return sorted(p.name.removesuffix(".test.jsonl") for p in (TASKS_DIR / "prompts").glob("*.test.jsonl"))
 
 
 def task_records(names: str, limit: Optional[int] = None) -> List[dict]:
     """The test prompts of the named tasks ("all" or "a,b"), the first `limit` of each."""
-    from myllm_mc.tasks import load_records, task_files
-
     known = available_tasks()
     wanted = known if names.strip() == "all" else [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in known]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
+from myllm_mc.infer import Generator, SamplingParams
+
 
 class PolicySampler:
     def __init__(self, tokenizer, model_cfg, max_batch: int, seed: int):
@@ -19,7 +21,6 @@ class PolicySampler:
 
     def generator_for(self, trainer):
         if self.generator is None:
-            from myllm_mc.infer import Generator
             chunk = trainer.model[0].module                   # DDP → Float16Module or GPTModel
             self.generator = Generator(chunk, self.tokenizer, self.model_cfg, max_batch_size=self.max_batch,
                                        max_seq_length=self.model_cfg.seq_length, seed=self.seed)
@@ -38,8 +39,6 @@ class PolicySampler:
 
     def greedy(self, trainer, prompt_ids: Sequence[List[int]], max_new_tokens: int) -> list:
         """Greedy completions, `max_batch` requests at a time."""
-        from myllm_mc.infer import SamplingParams
-
         params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
         out: list = []
         for first in range(0, len(prompt_ids), self.max_batch):

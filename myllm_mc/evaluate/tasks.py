@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Sequence
 
+import torch
+
+from myllm_mc.data.chat import encode_prompt
+from myllm_mc.infer import SamplingParams
+from myllm_mc.parallel.hardware import comm_device
+from myllm_mc.tasks import accuracy_by_task, follows_format
+
 
 def score_replies(records: Sequence[dict], responses: Sequence[str], lengths: Optional[Sequence[int]] = None
                   ) -> Dict[str, dict]:
     """{task: {"correct", "total", "accuracy", "format_ok", "format"[, "length", "response_length"]}} plus "all":
     the one scoring of greedy replies that `myllm eval`, the training-time callback and GRPO's held-out check use."""
-    from myllm_mc.tasks import accuracy_by_task, follows_format
-
     table = accuracy_by_task(records, responses)
     for row in table.values():
         row["format_ok"], row["length"] = 0, 0
@@ -35,9 +40,6 @@ def task_accuracy(generator, records: List[dict], max_new_tokens: int = 64,
                   progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, dict]:
     """`score_replies` of one greedy reply per record from a loaded `Generator`; prompts that do not fit the
     context with room for one token are counted as wrong and listed under "too_long"."""
-    from myllm_mc.data.chat import encode_prompt
-    from myllm_mc.infer import SamplingParams
-
     tokenizer = generator.tokenizer
     params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
     prompts = [encode_prompt(tokenizer, r) for r in records]
@@ -61,10 +63,8 @@ def policy_task_accuracy(sampler, trainer, records: Sequence[dict], prompt_ids: 
                          max_new_tokens: int) -> Dict[str, dict]:
     """`score_replies` of the model being trained (a `policy.PolicySampler`), the records split over the data-
     parallel ranks and the counts summed over them: every rank returns the same table. Collective."""
-    import torch
+    # megatron-core on use: see inputs.py
     from megatron.core import parallel_state as ps
-
-    from myllm_mc.parallel.hardware import comm_device
 
     tasks = sorted({r.get("task", "?") for r in records})
     rank, size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()

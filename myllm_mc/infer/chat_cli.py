@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import replace
 
 from myllm_mc.config.arguments import add_config_arguments
+from myllm_mc.parallel.launch import launcher_world_size
 
 from .generate_cli import add_sampling_arguments, sampling_from
+from .loader import inference_config, load_generator, load_tokenizer, resolve_checkpoint
 from .sampling import GenerationError
 
 PROMPT = "you> "
@@ -64,12 +67,6 @@ def fit_history(tokenizer, system, history, budget: int):
 
 
 def main(argv) -> int:
-    from dataclasses import replace
-
-    from myllm_mc.parallel.launch import launcher_world_size
-
-    from .loader import inference_config, load_generator, load_tokenizer, resolve_checkpoint
-
     args = _parser().parse_args(argv)
     if (launcher_world_size() or 1) > 1:
         print("myllm chat: runs in one process — fix: start it without torchrun/srun (use myllm generate for"
@@ -118,6 +115,7 @@ def main(argv) -> int:
         if completion is not None:
             print(f"  [{completion.completion_tokens} tokens · {completion.decode_tokens_per_s:.1f} tok/s ·"
                   f" first token {completion.time_to_first_token_s * 1e3:.0f} ms · context {len(ids)}/{gen.max_seq}]")
+    # megatron-core: see generator.py
     from myllm_mc.parallel.state import destroy
     destroy()
     return 0

@@ -18,10 +18,14 @@ import json
 import sys
 from pathlib import Path
 
+import torch.distributed as dist
+
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.jsonl import MalformedJsonl, read_jsonl
 from myllm_mc.parallel.launch import launcher_world_size, relaunch_under_torchrun
 
+from .loader import inference_config, load_generator, load_tokenizer, resolve_checkpoint
+from .numbers import device_bandwidth, run_numbers
 from .sampling import DEFAULT_TEMPERATURE, GenerationError, SamplingParams
 
 PER_LINE = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop")
@@ -111,8 +115,6 @@ def read_requests(args, tokenizer, max_seq: int) -> list[dict]:
 
 
 def _checked_inputs(args, world_size):
-    from .loader import inference_config, load_tokenizer, resolve_checkpoint
-
     cfg = inference_config(args.config, args.overrides, world_size=world_size)
     resolve_checkpoint(args.checkpoint)
     tokenizer = load_tokenizer(cfg)
@@ -135,12 +137,8 @@ def main(argv) -> int:
 
 
 def _run(args, cfg, requests) -> int:
-    import torch.distributed as dist
-
+    # megatron-core with the model, after the inputs are checked (see generator.py)
     from myllm_mc.parallel.state import destroy
-
-    from .loader import load_generator
-    from .numbers import device_bandwidth, run_numbers
 
     gen = load_generator(cfg, args.checkpoint, max_batch_size=args.batch_size, max_seq_length=args.max_seq_length)
     lead = dist.get_rank() == 0

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence, Union
 
 import torch
+import torch.distributed as dist
 
 from .kv_cache import BatchCache, attention_mask, left_padded
 from .requests import Completion, RequestState, StreamEvent
@@ -61,8 +62,6 @@ class GenerationStats:
 
 def _agreed_seed() -> int:
     """A random base seed, the same on every rank (rank 0 draws it)."""
-    import torch.distributed as dist
-
     seed = torch.tensor([int.from_bytes(os.urandom(7), "little")], dtype=torch.long)
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.broadcast(seed, src=0)
@@ -74,6 +73,8 @@ class Generator:
 
     def __init__(self, model, tokenizer, model_cfg, max_batch_size: int = 8, max_seq_length: Optional[int] = None,
                  seed: Optional[int] = None):
+        # megatron-core (seconds to import) on use: `myllm generate|chat|eval --help` and their input checks import
+        # this package
         from megatron.core import parallel_state as ps
         from megatron.core.inference.model_inference_wrappers.gpt.gpt_inference_wrapper import GPTInferenceWrapper
         from megatron.core.inference.model_inference_wrappers.inference_wrapper_config import InferenceWrapperConfig

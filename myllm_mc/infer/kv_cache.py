@@ -42,6 +42,7 @@ class BatchCache:
     """Rows of live requests in one StaticInferenceContext; row i's first `pads[i]` slots are masked."""
 
     def __init__(self, max_batch: int, max_seq: int):
+        # megatron-core on use: see generator.py
         from megatron.core.inference.contexts import StaticInferenceContext
 
         self.context = StaticInferenceContext(max_batch, max_seq)

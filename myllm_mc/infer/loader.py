@@ -13,6 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional
 
+from myllm_mc.checkpoint import load_model, resolve_weights
+from myllm_mc.config import load
+from myllm_mc.data.tokenizer import Tokenizer
+
+from .generator import Generator
 from .sampling import GenerationError
 
 INFERENCE_LAYOUT = ("parallel.virtual_pipeline=null", "parallel.sequence_parallel=false", "parallel.context=1")
@@ -21,8 +26,6 @@ INFERENCE_LAYOUT = ("parallel.virtual_pipeline=null", "parallel.sequence_paralle
 def resolve_checkpoint(path) -> Path:
     """`checkpoint.resolve_weights` (a step directory, the one a root's `latest` names, or a bare
     dist_checkpointing directory) with its failure as a GenerationError line that names the fix."""
-    from myllm_mc.checkpoint import resolve_weights
-
     if not Path(path).exists():
         raise GenerationError(f"checkpoint {str(path)!r} does not exist — fix: pass the checkpoint.dir of a"
                               " training run (e.g. runs/tiny/checkpoints) or one of its step_NNNNNNN directories")
@@ -35,14 +38,10 @@ def resolve_checkpoint(path) -> Path:
 
 def inference_config(config, overrides: Iterable[str] = (), world_size: Optional[int] = None):
     """The config with the layout switches generation needs (see the module docstring)."""
-    from myllm_mc.config import load
-
     return load(config, [*INFERENCE_LAYOUT, *overrides], world_size=world_size)
 
 
 def load_tokenizer(cfg, tokenizer_path=None):
-    from myllm_mc.data.tokenizer import Tokenizer
-
     path = tokenizer_path or cfg.data.tokenizer
     if not path:
         raise GenerationError("the config names no tokenizer (data.tokenizer) — fix: --set data.tokenizer=PATH")
@@ -53,7 +52,7 @@ def load_model_for_inference(cfg, checkpoint):
     """This rank's GPTModel filled from `checkpoint` (needs init_distributed(cfg) first); bf16 runs wrapped in
     megatron's Float16Module as in training. `checkpoint=None` keeps the random initial weights: for timing
     decode only (`myllm_mc.bench.decode`), where the values do not change the work."""
-    from myllm_mc.checkpoint import load_model
+    # the model and megatron-core on use: see generator.py
     from myllm_mc.model import build_model
 
     chunks = build_model(cfg)
@@ -71,8 +70,6 @@ def load_generator(cfg, checkpoint, max_batch_size: int = 8, max_seq_length: Opt
                    seed: Optional[int] = None, tokenizer_path=None):
     """Initialise the process group for cfg's layout, load the model and the tokenizer, return a Generator."""
     from myllm_mc.parallel.state import init_distributed
-
-    from .generator import Generator
 
     resolve_checkpoint(checkpoint)                 # a bad path fails before anything heavy starts
     tokenizer = load_tokenizer(cfg, tokenizer_path)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from myllm_mc.parallel.hardware import cuda_available
+from myllm_mc.plan.hardware import gpu_spec
 from myllm_mc.plan.inference import decode_step_bound, kv_cache_bytes
 
 
@@ -34,9 +36,7 @@ def measure_copy_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
 
 def device_bandwidth(plan_gpu: str) -> tuple[float, str]:
     """(bytes/s, where it comes from): the planner's HBM figure on a GPU, a measured copy on a CPU."""
-    from myllm_mc.parallel.hardware import cuda_available
     if cuda_available():
-        from myllm_mc.plan.hardware import gpu_spec
         spec = gpu_spec(plan_gpu)
         return spec.hbm_tb_per_s * 1e12, f"{spec.label} HBM datasheet"
     return measure_copy_bandwidth(), "measured CPU copy"
@@ -73,6 +73,7 @@ def _mib(n: int) -> str:
 
 def run_numbers(gen, bandwidth: float, source: str) -> RunNumbers:
     """Summarise a Generator's stats against the planner and the bandwidth bound (this rank's view)."""
+    # megatron-core on use: see generator.py
     from megatron.core import parallel_state as ps
 
     stats, cache = gen.stats, gen.cache

@@ -19,6 +19,7 @@ from typing import List, Optional
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -150,7 +151,6 @@ def build_app(state: ServerState) -> Starlette:
                    405: f"method {request.method} not allowed on {request.url.path}"}.get(exc.status_code, exc.detail)
         return JSONResponse(error_body(message, kind), status_code=exc.status_code)
 
-    from starlette.exceptions import HTTPException
     app = Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error})
     app.add_middleware(GuardMiddleware, state=state)
     return app
@@ -227,6 +227,8 @@ def _params(state: ServerState, request, chat: bool, prompt_tokens: int):
                                 f"of {state.context_length} tokens — fix: ask for at most {room} tokens",
                            param="max_tokens", code="context_length_exceeded")
         max_tokens = asked
+    # not at the top: importing myllm_mc.infer.* runs infer/__init__, which loads torch and megatron-core; the
+    # API layer itself stays torch-free
     from myllm_mc.infer.sampling import GenerationError, SamplingParams
 
     logprobs = bool(request.logprobs) if chat else request.logprobs is not None
@@ -271,7 +273,7 @@ async def _generate(request: Request, state: ServerState, chat: bool) -> Respons
         state.batcher.submit(job)
     reply = _Reply(state, chat, len(prompt), body)
     if body.stream:
-        from sse_starlette.sse import EventSourceResponse
+        from sse_starlette.sse import EventSourceResponse   # importing it patches uvicorn's Server.handle_exit
         return EventSourceResponse(_stream(reply, jobs, slot), background=BackgroundTask(slot.release),
                                    ping=15)
     try:

@@ -23,7 +23,9 @@ import time
 from myllm_mc.config import ConfigError
 from myllm_mc.config.arguments import add_config_arguments
 
+from .batcher import Batcher
 from .limits import API_KEY_ENV, ServerSettings
+from .metrics import ServerMetrics
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +89,7 @@ def main(argv) -> int:
     args = _parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: not a TCP port — fix: use 1..65535 (or 0 for a free one)")
-    from myllm_mc.infer.loader import inference_config, load_tokenizer, resolve_checkpoint
+    from myllm_mc.infer.loader import inference_config, load_tokenizer, resolve_checkpoint   # torch: see serve()
 
     cfg = inference_config(args.config, args.overrides, world_size=1)
     try:
@@ -102,14 +104,14 @@ def main(argv) -> int:
 
 def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -> int:
     """Load the model, start the batcher and run uvicorn on `sock` until SIGTERM/SIGINT; then drain and exit."""
+    # deferred to here: the serve extra (uvicorn, starlette) and the model stack (torch, megatron-core), so that
+    # `myllm serve --help` and every refusal before the model loads need neither
     import uvicorn
 
+    from myllm_mc.infer.loader import load_generator
     from myllm_mc.parallel.state import destroy
 
-    from .batcher import Batcher
-    from myllm_mc.infer.loader import load_generator
     from .app import ServerState, build_app
-    from .metrics import ServerMetrics
 
     started = time.monotonic()
     generator = load_generator(cfg, checkpoint, max_batch_size=settings.max_batch_rows)

@@ -18,12 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def no_model_load(monkeypatch):
-    import myllm_mc.infer as infer
+    import myllm_mc.evaluate.cli as eval_cli
 
     def refuse(*_):
         raise AssertionError("a model was loaded for bad input")
 
-    monkeypatch.setattr(infer, "load_model_for_inference", refuse)
+    monkeypatch.setattr(eval_cli, "load_model_for_inference", refuse)    # where `myllm eval` looks it up
 
 
 def _write(path: Path, text: str) -> str:
