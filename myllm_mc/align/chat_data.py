@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Tuple
 
+from myllm_mc.config import ConfigError
+from myllm_mc.data.chat import ChatDataset, encode_prompt
+from myllm_mc.data.chat import prompt_messages as record_prompt   # this module's prompt_messages is DPO's
+
 ROLES = ("system", "user", "assistant")
 
 
@@ -130,7 +134,6 @@ def _shard_prefix(entry: str) -> str:
 
 def check_sources(entries: Iterable[str], key: str, method: str) -> None:
     """Refuse, before any process starts, a prefix whose shards are missing, or a prefix given to DPO."""
-    from myllm_mc.config import ConfigError
     for entry in entries:
         if not is_preprocessed(entry):
             continue
@@ -150,8 +153,6 @@ def read_shards(prefix: str, tokenizer, stats: ReadStats, max_records: Optional[
     """Conversations from `P_text_document` + `P_loss_mask_document`. Preprocessing already skipped bad records;
     the <|endoftext|> it appends (mask 0, never a target) is dropped so a conversation is exactly what
     `encode_chat` renders from the JSONL record."""
-    from myllm_mc.data.chat import ChatDataset
-
     data = ChatDataset(_shard_prefix(prefix))
     count = len(data) if max_records is None else min(len(data), max_records)
     if count:                                   # shards made with another tokenizer: refuse, don't train on garbage
@@ -251,13 +252,11 @@ def read_prompts(paths: Iterable[str], tokenizer, strict: bool = False, max_reco
                  max_tokens: Optional[int] = None, check=None) -> Tuple[List[Prompt], ReadStats]:
     """GRPO/eval prompt records {"messages"|"prompt", ...}: rendered for generation. `check(record)` raises
     ValueError for a record the rewards cannot score (counted and skipped like any bad record)."""
-    from myllm_mc.data.chat import encode_prompt, prompt_messages
-
     stats = ReadStats()
     out: List[Prompt] = []
     for path, number, obj in read_jsonl(paths, stats, strict, max_records):
         try:
-            messages = check_messages(prompt_messages(obj), need_assistant=False)
+            messages = check_messages(record_prompt(obj), need_assistant=False)
             if messages[-1]["role"] == "assistant":
                 raise BadRecord("ends with an assistant turn (a prompt asks for one)")
             if check is not None:

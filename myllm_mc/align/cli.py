@@ -16,6 +16,9 @@ import tempfile
 from myllm_mc.config import ConfigError, load
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.parallel.launch import launcher_world_size, relaunch_under_torchrun
+from myllm_mc.tasks.selection import eval_task_names
+
+from .sft import check_align_layout, run_sft
 
 EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"
 
@@ -33,15 +36,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(cfg, method: str) -> None:
-    from myllm_mc.tasks.selection import eval_task_names
-
-    from .sft import check_align_layout
     check_align_layout(cfg, method)
     eval_task_names(cfg)                                   # a mistyped training.eval_tasks name: one line, exit 2
     if method == "dpo" and not (cfg.align.reference or cfg.checkpoint.init_from):
         raise ConfigError("dpo needs a reference model — fix: set checkpoint.init_from (or align.reference)")
     if method == "grpo":
-        from .grpo import check_grpo
+        from .grpo import check_grpo    # grpo.py imports the training engine (torch): only GRPO's check loads it
         check_grpo(cfg)
     if not cfg.checkpoint.init_from and not cfg.checkpoint.resume:
         print("warning: checkpoint.init_from is not set: fine-tuning a randomly initialised model", file=sys.stderr)
@@ -68,11 +68,12 @@ def main(argv) -> int:
             if code != 0 and os.path.exists(exit_file):
                 code = int(open(exit_file).read())
             return code
+    # torch and megatron-core load here, in a rank (or the one process): the launching parent checks the config
+    # and starts torchrun without them (GRPO's check aside, above)
     from myllm_mc.parallel.state import destroy
 
     from .dpo import run_dpo
     from .grpo import run_grpo
-    from .sft import run_sft
     try:
         code = {"sft": run_sft, "dpo": run_dpo, "grpo": run_grpo}[args.method](cfg).exit_code
     finally:

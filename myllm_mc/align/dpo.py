@@ -19,19 +19,25 @@ from functools import partial
 from typing import List
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from myllm_mc.config import Config
+from myllm_mc.data.tokenizer import Tokenizer
+from myllm_mc.train.faults import NONE
 from myllm_mc.train.objective import Objective
+from myllm_mc.train.run import run_objective
+from myllm_mc.train.setup import build_frozen_model
+from myllm_mc.train.step import run_schedule
 
 from .chat_data import Conversation, read_pairs
-from .packing import PAD_SEGMENT, block_causal_mask
-from .sft import check_align_layout, epochs_to_build, sequence_data, steps_for_epochs, with_steps
+from .packing import PAD_SEGMENT, block_causal_mask, epoch_order
+from .sft import _is_first_rank, check_align_layout, epochs_to_build, sequence_data, steps_for_epochs, with_steps
 
 
 def pack_pairs(pairs, seq_length: int, pad_id: int, seed: int, epochs: int = 1) -> dict:
     """One sequence per pair: segment 0 = prompt+chosen, segment 1 = prompt+rejected (each cut to half the
     sequence if together they do not fit)."""
-    from .packing import epoch_order
     order = [i for e in range(epochs) for i in epoch_order(len(pairs), seed, e)]
     n = len(order)
     out = {"tokens": np.full((n, seq_length), pad_id, np.int64), "labels": np.full((n, seq_length), pad_id, np.int64),
@@ -56,7 +62,6 @@ def pack_pairs(pairs, seq_length: int, pad_id: int, seed: int, epochs: int = 1) 
 
 def sequence_logps(per_token_loss, batch):
     """[mbs, 2] summed log-probs of the chosen (segment 0) and rejected (segment 1) replies."""
-    import torch
     logp = -per_token_loss.float() * batch["loss_mask"].float()
     seg = batch["segment_ids"]
     return torch.stack([(logp * (seg == 0)).sum(-1), (logp * (seg == 1)).sum(-1)], dim=-1)
@@ -83,10 +88,6 @@ class DPOObjective(Objective):
 
     # -- reference log-probs, once per global batch ---------------------------------------------------------
     def prepare(self, trainer, iterators, forward_only):
-        import torch
-
-        from myllm_mc.train.step import run_schedule
-
         n = trainer.num_microbatches
         batches = [next(iterators[0]) for _ in range(n)]
         for other in iterators[1:]:                  # interleaved schedules: every chunk's iterator advances
@@ -104,7 +105,6 @@ class DPOObjective(Objective):
         output = _run(model, batch)
 
         def collect(per_token_loss):
-            import torch
             one = torch.ones((), dtype=torch.int, device=per_token_loss.device)
             return per_token_loss.sum() * 0, one, {"ref logps": sequence_logps(per_token_loss, batch).detach()}
         return output, collect
@@ -115,9 +115,6 @@ class DPOObjective(Objective):
         return _run(model, batch), partial(self.loss, batch)
 
     def loss(self, batch, per_token_loss):
-        import torch
-        import torch.nn.functional as F
-
         policy = sequence_logps(per_token_loss, batch)
         ref = batch["ref_logps"].to(policy.device)
         delta = policy - ref                                        # [mbs, 2]: log π − log π_ref
@@ -163,13 +160,6 @@ def build_dpo_data(cfg: Config, tokenizer, pairs, echo=print):
 def run_dpo(cfg: Config, faults=None, extra_callbacks=()):
     """`myllm finetune dpo`: policy from `checkpoint.init_from` (or resumed), frozen reference from
     `align.reference` or `checkpoint.init_from`, both in the run's layout."""
-    from myllm_mc.data.tokenizer import Tokenizer
-    from myllm_mc.train.faults import NONE
-    from myllm_mc.train.run import run_objective
-    from myllm_mc.train.setup import build_frozen_model
-
-    from .sft import _is_first_rank
-
     check_align_layout(cfg, "dpo")
     echo = print if _is_first_rank() else (lambda message: None)
     tokenizer = Tokenizer(cfg.data.tokenizer)

@@ -16,24 +16,35 @@ for that step) when the mean exceeds `align.grpo.logprob_tolerance`.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from functools import partial
 from typing import Dict, List, Optional
 
+import torch
+
 from myllm_mc.config import Config, ConfigError
+from myllm_mc.data.tokenizer import Tokenizer
 from myllm_mc.evaluate.policy import PolicySampler
+from myllm_mc.infer import SamplingParams
+from myllm_mc.parallel.hardware import comm_device
+from myllm_mc.tasks import compute_rewards, get_reward
 from myllm_mc.train.callbacks import Callback
+from myllm_mc.train.faults import NONE
+from myllm_mc.train.metrics import echo_stderr
 from myllm_mc.train.objective import Objective
 
+from .chat_data import read_prompts
 from .grpo_loss import aggregate, mask_padded_vocab, token_logps, token_terms, vocab_parallel_entropy
+from .rollout import build_rollout, prompt_rollouts, sample_seed
+from .sft import _is_first_rank, check_align_layout
 
 DRIFT_EXIT = 4
 
 
 def check_grpo(cfg: Config) -> None:
     """What a GRPO run needs, refused before any process starts (one line each)."""
-    from myllm_mc.tasks import get_reward
-
     g, t, p = cfg.align.grpo, cfg.training, cfg.parallel
     if g.group_size < 2:
         raise ConfigError(f"align.grpo.group_size={g.group_size}: advantages compare completions of one prompt "
@@ -103,14 +114,10 @@ class GRPOObjective(Objective):
         return [iter(self._batches) for _ in iterators]
 
     def _new_rollout(self, trainer, work) -> List[dict]:
-        import torch
+        # megatron-core and the training engine on use: the launching parent imports this module for check_grpo
         from megatron.core import parallel_state as ps
 
-        from myllm_mc.infer import SamplingParams
-        from myllm_mc.parallel.hardware import comm_device
         from myllm_mc.train.step import run_schedule
-
-        from .rollout import build_rollout, sample_seed
 
         g, started = self.g, time.perf_counter()
         index, items = work
@@ -153,7 +160,6 @@ class GRPOObjective(Objective):
         output = self._logits(model, batch)
 
         def collect(logits):
-            import torch
             one = torch.ones((), dtype=torch.int, device=logits.device)
             logits = mask_padded_vocab(logits, self.tokenizer.vocab_size)
             return logits.sum() * 0, one, {"ref logps": token_logps(logits, batch["labels"]).detach()}
@@ -164,8 +170,6 @@ class GRPOObjective(Objective):
         return self._logits(model, batch), partial(self.loss, batch)
 
     def loss(self, batch, logits):
-        import torch
-
         g = self.g
         logits = mask_padded_vocab(logits, self.tokenizer.vocab_size)
         entropy = vocab_parallel_entropy(logits)                       # before megatron's in-place shift
@@ -204,9 +208,6 @@ class GRPOObjective(Objective):
         return loss_sum, count, reports
 
     def metrics(self, forward_data_store: List[dict]) -> Dict[str, float]:
-        import torch
-
-        from myllm_mc.parallel.hardware import comm_device
         out = super().metrics(forward_data_store)
         local = max((float(entry["logprob diff max"]) for entry in forward_data_store), default=0.0)
         value = torch.tensor([local], dtype=torch.float64, device=comm_device())
@@ -237,10 +238,6 @@ class SamplerDrift(Callback):
 
 def read_grpo_prompts(cfg: Config, tokenizer, echo=print):
     """(train prompts, held-out prompts): rendered, too-long and unscorable records counted and skipped."""
-    from myllm_mc.tasks import compute_rewards
-
-    from .chat_data import read_prompts
-
     a, g = cfg.align, cfg.align.grpo
     limit = cfg.model.seq_length - g.max_new_tokens
     if limit < 1:
@@ -273,19 +270,10 @@ def _spread(prompts, count: int):
 def run_grpo(cfg: Config, faults=None, extra_callbacks=()):
     """`myllm finetune grpo`: policy from `checkpoint.init_from` (or resumed), frozen reference from
     `align.reference` or `checkpoint.init_from` (none when beta = 0), both in the run's layout."""
-    import dataclasses
-    import math
-
-    from myllm_mc.data.tokenizer import Tokenizer
-    from myllm_mc.train.faults import NONE
-    from myllm_mc.train.metrics import echo_stderr
     from myllm_mc.train.run import run_objective
     from myllm_mc.train.setup import build_frozen_model
 
     from .grpo_eval import GRPOPlot, HeldOutAccuracy
-    from .rollout import prompt_rollouts
-    from .sft import _is_first_rank, check_align_layout
-
     check_align_layout(cfg, "grpo")
     check_grpo(cfg)
     first = _is_first_rank()

@@ -7,8 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List
 
+import torch
+from megatron.core import parallel_state as ps
+
+from myllm_mc.evaluate.tasks import policy_task_accuracy
+from myllm_mc.infer import SamplingParams
+from myllm_mc.parallel.hardware import comm_device
+from myllm_mc.tasks import compute_rewards, is_correct
 from myllm_mc.train.task_eval import ScheduledEvaluation
 from myllm_mc.train.callbacks import Callback
+
+from .rollout import sample_seed
 
 
 class HeldOutAccuracy(ScheduledEvaluation):
@@ -30,15 +39,6 @@ class HeldOutAccuracy(ScheduledEvaluation):
     def _sampled(self, trainer):
         """`eval_samples` replies per held-out prompt of this DP rank, sampled as in training: (correct, reward)
         sums and the count, summed over the DP ranks."""
-        import torch
-        from megatron.core import parallel_state as ps
-
-        from myllm_mc.tasks import compute_rewards, is_correct
-        from myllm_mc.infer import SamplingParams
-        from myllm_mc.parallel.hardware import comm_device
-
-        from .rollout import sample_seed
-
         g, seed, tokenizer = self.objective.g, trainer.cfg.training.seed, self.objective.tokenizer
         rank, size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
         requests = [(self.prompts[i], SamplingParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature,
@@ -58,8 +58,6 @@ class HeldOutAccuracy(ScheduledEvaluation):
         return sums.tolist()
 
     def _evaluate(self, trainer):
-        from myllm_mc.evaluate.tasks import policy_task_accuracy
-
         greedy = policy_task_accuracy(self.objective.sampler, trainer, [p.record for p in self.prompts],
                                       [p.ids for p in self.prompts], self.objective.g.max_new_tokens)["all"]
         metrics = {"accuracy": greedy["accuracy"], "format": greedy["format"],
@@ -95,7 +93,7 @@ class GRPOPlot(Callback):
 
 
 def plot_grpo(steps: List[dict], evals: List[dict], path: Path) -> Path:
-    import matplotlib
+    import matplotlib             # only for the plot, and the backend is chosen before pyplot is imported
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch.distributed as dist
 
 AGGREGATIONS = ("token", "sequence", "constant")
 
@@ -83,7 +84,8 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, max_new_to
 
 
 def _tp_all_reduce(tensor: torch.Tensor, op) -> torch.Tensor:
-    import torch.distributed as dist
+    # megatron-core on use: `myllm finetune grpo`'s launching parent imports grpo.py, and so this module, for its
+    # check
     from megatron.core import parallel_state as ps
 
     if ps.model_parallel_is_initialized() and ps.get_tensor_model_parallel_world_size() > 1:
@@ -95,8 +97,6 @@ def _tp_all_reduce(tensor: torch.Tensor, op) -> torch.Tensor:
 def vocab_parallel_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of softmax(logits) per position when each tensor-parallel rank holds a slice of the vocabulary:
     H = log Z − Σ p·(l − m), with the max m, Z = Σ exp(l − m) and Σ exp(l − m)(l − m) reduced over the ranks."""
-    import torch.distributed as dist
-
     logits = logits.float()
     top = _tp_all_reduce(logits.max(dim=-1, keepdim=True).values, dist.ReduceOp.MAX)
     shifted = logits - top

@@ -19,7 +19,10 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from myllm_mc.tasks import compute_rewards
+
 from .chat_data import Prompt
+from .grpo_loss import group_advantages
 from .packing import epoch_order
 
 
@@ -89,10 +92,6 @@ def build_rollout(prompts: Sequence[Prompt], completions, group_size: int, seq_l
     """Score `completions` (one per prompt × G, in order) and lay them out for training. `any_kept_globally`
     (kept count → global kept count) keeps every group when no DP rank has a group with reward spread: the
     loss then is the KL term alone instead of 0/0."""
-    from myllm_mc.tasks import compute_rewards
-
-    from .grpo_loss import group_advantages
-
     rows = len(completions)
     names = list(reward_weights)
     tokens = np.full((rows, seq_length), pad_id, np.int64)

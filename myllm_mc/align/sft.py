@@ -8,10 +8,18 @@ PP2 and DP1 with accumulation give the same loss (tested to 1e-4).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
 
+import numpy as np
+
 from myllm_mc.config import Config, ConfigError
+from myllm_mc.data.datasets import ResumableBatchSampler
+from myllm_mc.data.tokenizer import Tokenizer
+from myllm_mc.parallel.hardware import resolve_spec
+from myllm_mc.parallel.launch import launcher_rank
+from myllm_mc.train.faults import NONE
 from myllm_mc.train.objective import Objective
 
 from .chat_data import check_sources, read_sft_sources
@@ -27,6 +35,8 @@ class SFTObjective(Objective):
         self.packing = packing
 
     def forward_step(self, data_iterator, model):
+        # torch-bound imports stay in the functions here: `myllm finetune`'s launching parent imports this module
+        # for check_align_layout, without torch
         from myllm_mc.model import lm_loss
 
         batch = next(data_iterator)
@@ -39,7 +49,6 @@ class SFTObjective(Objective):
 
 def check_align_layout(cfg: Config, method: str = "sft") -> None:
     """What fine-tuning cannot do yet, refused before any work (one line each)."""
-    from myllm_mc.parallel.hardware import resolve_spec
     if cfg.parallel.context > 1:
         raise ConfigError("parallel.context > 1: fine-tuning sequences carry a block-diagonal mask that context"
                           " parallelism does not split — fix: set parallel.context=1 (chat sequences are short)")
@@ -61,7 +70,6 @@ def steps_for_epochs(cfg: Config, sequences_per_epoch: int) -> int:
 
 
 def with_steps(cfg: Config, steps: int) -> Config:
-    import dataclasses
     return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps=steps))
 
 
@@ -84,8 +92,6 @@ def read_sft_data(cfg: Config, tokenizer, echo=print):
 
 def build_sft_data(cfg: Config, tokenizer, conversations, one_epoch: int, echo=print):
     """(train arrays, valid arrays or None) for cfg.training.steps steps. Deterministic: every rank builds it."""
-    import numpy as np
-
     a, seq, steps = cfg.align, cfg.model.seq_length, cfg.training.steps
     train = pack(conversations, seq, tokenizer.pad, a.packing, cfg.training.seed, epochs_to_build(cfg, one_epoch))
     tokens = sum(len(c.ids) - 1 for c in conversations)
@@ -111,7 +117,6 @@ def sequence_data(train, valid):
         import torch
         from megatron.core import parallel_state as ps
 
-        from myllm_mc.data.datasets import ResumableBatchSampler
         from myllm_mc.train.trainer import ObjectiveData
 
         rank, size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
@@ -129,8 +134,6 @@ def sequence_data(train, valid):
 
 def run_sft(cfg: Config, faults=None, extra_callbacks=()):
     """`myllm finetune sft`: data → shared state set-up (init_from at any layout, resume) → SFT objective."""
-    from myllm_mc.data.tokenizer import Tokenizer
-    from myllm_mc.train.faults import NONE
     from myllm_mc.train.run import run_objective
 
     check_align_layout(cfg)
@@ -144,5 +147,4 @@ def run_sft(cfg: Config, faults=None, extra_callbacks=()):
 
 
 def _is_first_rank() -> bool:
-    from myllm_mc.parallel.launch import launcher_rank
     return launcher_rank() == 0

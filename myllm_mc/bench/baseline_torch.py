@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from myllm_mc.config import Config
 from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+from myllm_mc.plan.params import padded_vocab_size
 
 
 def rotary_tables(seq_length: int, head_dim: int, base: float, device=None):
@@ -110,8 +111,6 @@ def _optimizer(cfg: Config, model: nn.Module):
 
 def run_torch_baseline(cfg: Config, warmup: int, steps: int, compile: bool = True, threads: int | None = None) -> dict:
     """Time `steps` optimizer steps (after `warmup`) of PlainGPT on one device at cfg's global batch."""
-    from myllm_mc.plan.params import padded_vocab_size
-
     if threads:
         torch.set_num_threads(threads)
     device = torch.device("cuda" if cuda_available() else "cpu")

@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 from myllm_mc.config import load
@@ -26,6 +28,12 @@ from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
 from myllm_mc.parallel.launch import (launcher_local_rank, launcher_rank, launcher_world_size, local_device,
                                       relaunch_under_torchrun)
+
+from .measure import bench_overrides, layout_label
+from .megatron_lm import run_megatron_lm
+from .report import best_layout, format_run, mark_fits, plot_sweep, write_tables
+from .sweep import parse_sweep, plan_sweep
+from .synthetic import synthetic_overrides
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,8 +62,6 @@ def main(argv) -> int:
     if args.warmup < 0 or args.steps < 1:
         print("myllm benchmark: --steps must be at least 1 and --warmup at least 0", file=sys.stderr)
         return 2
-    from .sweep import parse_sweep, plan_sweep
-
     launched = launcher_world_size()
     world = launched or args.nproc_per_node or args.world_size or 1
     out = Path(args.out)
@@ -70,6 +76,8 @@ def main(argv) -> int:
     if launched is None and world > 1:
         rows = _launch(args, runs, world, out)
     else:
+        # torch and megatron-core load here, in a rank (or the one process): the launching parent only lays out
+        # the runs, starts torchrun and reads the results (torch comes in at the end, for the device's memory)
         from myllm_mc.parallel.state import destroy
 
         from .worker import run_plan
@@ -84,9 +92,6 @@ def main(argv) -> int:
 
 def _run_specs(args, plan, out: Path) -> list:
     """Each run's full override list: the user's, the swept ones, synthetic data if asked, the benchmark's own."""
-    from .measure import bench_overrides, layout_label
-    from .synthetic import synthetic_overrides
-
     data = {}
     if args.synthetic_data:
         needed = {}
@@ -122,7 +127,7 @@ def _launch(args, runs, world: int, out: Path) -> list:
 
 def _gpu() -> int:
     """This rank's GPU, chosen as init_distributed chooses it (torchrun, srun or mpirun local rank)."""
-    import torch
+    import torch    # torch where used in this module: see main
     return local_device(launcher_local_rank(), torch.cuda.device_count())
 
 
@@ -137,8 +142,6 @@ def _memory_limit(args, world: int):
 
 
 def _finish(args, plan, rows, world: int, out: Path, seconds: float) -> int:
-    from .report import best_layout, format_run, mark_fits, plot_sweep, write_tables
-
     limit, limit_label = _memory_limit(args, world)
     mark_fits(rows, limit)
     best = best_layout(rows, limit)
@@ -190,7 +193,7 @@ def _baselines(args, best: dict, world: int, out: Path) -> list:
     results = []
     cfg = load(args.config, list(args.overrides) + best["swept"], world_size=world)
     if args.baseline:
-        from .baseline_torch import run_torch_baseline
+        from .baseline_torch import run_torch_baseline    # imports torch
         threads = max(1, int(os.environ.get("OMP_NUM_THREADS", 0)) or (os.cpu_count() or 1) // world)
         print(f"baseline: plain PyTorch on one device ({threads} thread(s) on CPU), "
               f"{'eager' if args.no_compile else 'torch.compile, eager if it fails'} ...", flush=True)
@@ -199,7 +202,6 @@ def _baselines(args, best: dict, world: int, out: Path) -> list:
                          ratio=best["tokens_per_s_per_gpu"] / torch_row["tokens_per_s"])
         results.append(torch_row)
     if args.megatron_lm:
-        from .megatron_lm import run_megatron_lm
         print(f"baseline: Megatron-LM pretrain_gpt.py from {args.megatron_lm} on {world} rank(s) ...", flush=True)
         row = run_megatron_lm(args.megatron_lm, cfg, world, args.warmup, args.steps, out / "megatron_lm.log")
         row["short"] = "Megatron-LM"
@@ -211,11 +213,8 @@ def _baselines(args, best: dict, world: int, out: Path) -> list:
 
 def environment() -> dict:
     """What the figures were measured on: recorded with them, so a number never loses its context."""
-    import platform
-
     import torch
     try:
-        from importlib.metadata import version
         megatron_version = version("megatron-core")
     except Exception:
         megatron_version = "unknown"

@@ -19,19 +19,21 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
+from myllm_mc.config import ConfigError
+from myllm_mc.config.arguments import add_config_arguments
+from myllm_mc.data.tokenizer import Tokenizer
+from myllm_mc.infer import Generator, SamplingParams
+from myllm_mc.infer.loader import inference_config, load_model_for_inference
+from myllm_mc.infer.numbers import device_bandwidth, run_numbers
+from myllm_mc.parallel.state import destroy, init_distributed
+
+from .synthetic import write_tokenizer
+
 
 def measure(cfg, batches: Sequence[int], prompt_tokens: int = 128, new_tokens: int = 128, seed: int = 0) -> list:
     """[{batch, decode_tokens_per_s, bound_tokens_per_s, bound_ratio, prefill_tokens_per_s, ...}] (one process)."""
-    import torch
-
-    from myllm_mc.data.tokenizer import Tokenizer
-    from myllm_mc.infer import Generator, SamplingParams
-    from myllm_mc.infer.loader import load_model_for_inference
-    from myllm_mc.infer.numbers import device_bandwidth, run_numbers
-    from myllm_mc.parallel.state import init_distributed
-
-    from .synthetic import write_tokenizer
-
     init_distributed(cfg, seed=seed)
     model = load_model_for_inference(cfg, None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,10 +64,6 @@ def measure(cfg, batches: Sequence[int], prompt_tokens: int = 128, new_tokens: i
 
 
 def main(argv=None) -> int:
-    from myllm_mc.config import ConfigError
-    from myllm_mc.config.arguments import add_config_arguments
-    from myllm_mc.infer.loader import inference_config
-
     parser = argparse.ArgumentParser(prog="python -m myllm_mc.bench.decode", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
@@ -95,7 +93,6 @@ def main(argv=None) -> int:
               f" prefill {row['prefill_tokens_per_s']:,.0f} tok/s")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    from myllm_mc.parallel.state import destroy
     destroy()
     return 0
 

@@ -24,6 +24,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from myllm_mc.config import load
+from myllm_mc.parallel.hardware import cuda_available
+from myllm_mc.plan.hardware import gpu_spec
+from myllm_mc.plan.inference import decode_bounds
+from myllm_mc.plan.memory import memory_per_gpu
+from myllm_mc.plan.params import parameter_breakdown
+
 NO_GPU_EXIT = 3
 CONFIG = "configs/myllm_1b.yaml"
 BUDGET_S = 8 * 60
@@ -32,9 +41,6 @@ BASE = ["parallel.world_size=auto", "training.global_batch_size=8"]
 
 
 def environment() -> dict:
-    import torch
-
-    from myllm_mc.parallel.hardware import cuda_available
     env = {"python": platform.python_version(), "torch": torch.__version__, "cuda_available": cuda_available(),
            "cuda": torch.version.cuda, "hostname": platform.node()}
     for name in ("megatron.core", "transformer_engine"):
@@ -63,11 +69,6 @@ def gpu_key(name: str) -> str:
 
 
 def plan_figures(gpu: str) -> dict:
-    from myllm_mc.config import load
-    from myllm_mc.plan.hardware import gpu_spec
-    from myllm_mc.plan.inference import decode_bounds
-    from myllm_mc.plan.memory import memory_per_gpu
-    from myllm_mc.plan.params import parameter_breakdown
     cfg = load(CONFIG, BASE + [f"plan.gpu={gpu}"], world_size=1)
     params = parameter_breakdown(cfg.model).total
     hbm = gpu_spec(gpu).hbm_tb_per_s * 1e12
@@ -85,7 +86,6 @@ def bench_command(out: Path, overrides: list, sweep: list) -> list:
 
 def check_configs(commands: dict) -> dict:
     """Validate each planned run's config here, so a typo fails the CPU dry run, not the GPU slot."""
-    from myllm_mc.config import load
     results = {}
     for name, overrides in commands.items():
         try:

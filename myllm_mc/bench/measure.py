@@ -17,8 +17,12 @@ import statistics
 from typing import List, Sequence
 
 from myllm_mc.config import Config
+from myllm_mc.plan.cpu_memory import cpu_memory_per_process
+from myllm_mc.plan.memory import memory_per_gpu
 from myllm_mc.train.metrics import flops_per_step as step_flops   # the same count as training metrics
 from myllm_mc.train.metrics import peak_tflops
+
+from .probe import MemoryWatcher, StepProbe
 
 
 def bench_overrides(warmup: int, steps: int, log_dir: str) -> List[str]:
@@ -49,6 +53,7 @@ def layout_label(cfg: Config) -> str:
 
 
 def _import_training_modules() -> None:
+    """Import what a run imports, before its memory is measured (the imports are the point of this function)."""
     import megatron.core.datasets.gpt_dataset  # noqa: F401
     import megatron.core.distributed  # noqa: F401
     import megatron.core.optimizer  # noqa: F401
@@ -60,12 +65,11 @@ def _import_training_modules() -> None:
 def run_benchmark(cfg: Config, warmup: int) -> dict:
     """Train `cfg` (already carrying `bench_overrides`) and return the figures. Collective: every rank calls it;
     every rank gets the same dict."""
+    # torch-bound imports stay in the functions here: `myllm benchmark`'s launching parent imports this module
+    # (bench_overrides, layout_label) to lay out its runs, before torchrun starts them, without torch
     import torch.distributed as dist
 
-    from myllm_mc.plan.memory import memory_per_gpu
     from myllm_mc.train.run import run_training
-
-    from .probe import MemoryWatcher, StepProbe
 
     _import_training_modules()          # their one-time allocations are not the run's memory
     probe = StepProbe(warmup)
@@ -78,7 +82,6 @@ def run_benchmark(cfg: Config, warmup: int) -> dict:
     predicted = memory_per_gpu(cfg)
     total = predicted.total
     if not memory.cuda:      # a CPU rank holds more than the CUDA model: fp32 grad buffer, working sets (plan/cpu_memory.py)
-        from myllm_mc.plan.cpu_memory import cpu_memory_per_process
         total = cpu_memory_per_process(cfg).total
     row = summarise(cfg, ranks, step_flops(cfg), *peak_tflops(cfg), memory.label, total)
     row.update(exit_code=result.exit_code, planner_stage=predicted.stage)

@@ -8,11 +8,15 @@ reduce-scatter that megatron's schedule runs at its end and the loss all-reduce)
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import threading
 from dataclasses import dataclass
 from typing import List
 
+from myllm_mc.parallel.hardware import cuda_available
+from myllm_mc.parallel.launch import launcher_local_rank, local_device
 from myllm_mc.train.callbacks import Callback, Control, StepRecord
 
 
@@ -49,7 +53,6 @@ class MemoryWatcher:
     """
 
     def __init__(self, interval: float = 0.002):
-        from myllm_mc.parallel.hardware import cuda_available
         self.cuda = cuda_available()
         self.interval = interval
         self.label = "CUDA allocator peak" if self.cuda else "CPU anonymous resident set above pre-run, sampled"
@@ -67,13 +70,11 @@ class MemoryWatcher:
         return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
 
     def __enter__(self):
-        import torch
+        import torch    # in the methods: bench/measure.py imports this module in the benchmark's torch-free parent
         if self.cuda:
             # the rank's own GPU, picked as init_distributed does (torchrun, srun or mpirun); else every rank
             # would touch GPU 0
-            from myllm_mc.parallel.launch import launcher_local_rank, local_device
             torch.cuda.set_device(local_device(launcher_local_rank(), torch.cuda.device_count()))
-            import gc
             gc.collect()
             torch.cuda.empty_cache()          # the previous run's cached blocks are not this run's memory
             torch.cuda.synchronize()
@@ -108,10 +109,8 @@ class MemoryWatcher:
 
 def _release_free_heap() -> None:
     """glibc keeps freed heap mapped; hand it back so one run's peak does not hide in the next run's baseline."""
-    import gc
     gc.collect()
     try:
-        import ctypes
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import List, Sequence, Tuple
 
 from myllm_mc.config import Config, ConfigError, load
+from myllm_mc.parallel.hardware import resolve_backend, resolve_spec
 
 
 @dataclass
@@ -44,8 +45,6 @@ def combinations(axes: Sequence[Tuple[str, List[str]]]) -> List[List[str]]:
 
 def plan_sweep(config: str, base_overrides: Sequence[str], axes, world_size: int) -> SweepPlan:
     """Resolve every combination for `world_size` processes; the ones the loader or the hardware rejects are skipped."""
-    from myllm_mc.parallel.hardware import resolve_backend, resolve_spec
-
     plan = SweepPlan()
     for combo in combinations(axes):
         try:

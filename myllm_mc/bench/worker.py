@@ -15,16 +15,17 @@ import sys
 import traceback
 from pathlib import Path
 
+import torch.distributed as dist
+
 from myllm_mc.config import ConfigError, load
+from myllm_mc.parallel.state import destroy
+
+from .measure import run_benchmark
+from .report import format_run
 
 
 def run_plan(plan: dict, echo=print) -> list:
     """plan = {"config", "world_size", "warmup", "results", "runs": [{"overrides", "swept"}]} → one row per run."""
-    import torch.distributed as dist
-
-    from .measure import run_benchmark
-    from .report import format_run
-
     rows = []
     for index, run in enumerate(plan["runs"], 1):
         swept = run["swept"]
@@ -50,8 +51,6 @@ def run_plan(plan: dict, echo=print) -> list:
 
 
 def main(argv=None) -> int:
-    from myllm_mc.parallel.state import destroy
-
     argv = sys.argv[1:] if argv is None else argv
     plan = json.loads(Path(argv[0]).read_text())
     try:

@@ -20,9 +20,15 @@ import tempfile
 
 from myllm_mc.config import ConfigError, load
 from myllm_mc.config.arguments import add_config_arguments
+from myllm_mc.data.shipped import prepare_shipped_corpus
 from myllm_mc.preflight import check_inputs
 from myllm_mc.errors import MyllmError, fail
 from myllm_mc.parallel.launch import launcher_rank, launcher_world_size, torchrun_invocation
+from myllm_mc.plan.compare import end_of_run
+
+from .faults import Faults
+from .signals import INTERRUPTED_EXIT, install_early
+from .supervise import PID_DIR_ENV, Supervisor, announce_rank
 
 EXIT_FILE_ENV = "MYLLM_EXIT_CODE_FILE"   # where ranks leave the loop's exit code for the parent of torchrun
 PREFLIGHT_ENV = "MYLLM_PREFLIGHT_DONE"   # the parent checked tokenizer and data already
@@ -45,7 +51,6 @@ def main(argv) -> int:
     overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else [])
     launched = launcher_world_size()
     if launched is None:                         # the launching parent: prepare the preset's data once
-        from myllm_mc.data.shipped import prepare_shipped_corpus
         prepare_shipped_corpus(load(args.config, overrides, world_size=args.nproc_per_node or args.world_size or 1))
     if launched is None and args.nproc_per_node and args.nproc_per_node > 1:
         cfg = load(args.config, overrides, world_size=args.nproc_per_node)    # fail fast, before torchrun
@@ -56,7 +61,6 @@ def main(argv) -> int:
         target += [f"--poison-step={s}" for s in args.poison_step]
         if args.kill_in_save_step is not None:
             target.append(f"--kill-in-save-step={args.kill_in_save_step}")
-        from .supervise import PID_DIR_ENV, Supervisor
         with tempfile.TemporaryDirectory() as tmp:
             command, env = torchrun_invocation(target, args.nproc_per_node, {
                 EXIT_FILE_ENV: os.path.join(tmp, "exit_code"), PID_DIR_ENV: tmp, PREFLIGHT_ENV: "1"})
@@ -67,8 +71,6 @@ def main(argv) -> int:
             if code == 0:
                 _print_plan_vs_measured(cfg)
             return code
-    from .signals import INTERRUPTED_EXIT, install_early
-    from .supervise import announce_rank
     install_early()              # a signal during the seconds of start-up is honoured at the first step
     announce_rank(launcher_rank())
     cfg = load(args.config, overrides, world_size=launched or args.world_size or 1)
@@ -80,9 +82,10 @@ def main(argv) -> int:
             if quiet:
                 return 2
             raise
+    # torch and megatron-core load only here, in a rank: the launching parent (which supervises torchrun) never
+    # needs them, and the signal handlers above are in place during the seconds this import takes
     from myllm_mc.parallel.state import destroy
 
-    from .faults import Faults
     from .run import run_training
     try:
         code = run_training(cfg, Faults(tuple(args.poison_step), args.kill_in_save_step)).exit_code
@@ -108,5 +111,4 @@ def main(argv) -> int:
 
 def _print_plan_vs_measured(cfg) -> None:
     """Every finished pretraining run ends with the planner's figures against what it measured (docs/planner.md)."""
-    from myllm_mc.plan.compare import end_of_run
     print(end_of_run(cfg), flush=True)

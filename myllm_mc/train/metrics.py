@@ -8,8 +8,6 @@ one that has the loss) writes.
 
 from __future__ import annotations
 
-from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
-
 import json
 import math
 import resource
@@ -17,6 +15,12 @@ import sys
 import time
 from pathlib import Path
 from typing import List, Optional
+
+from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+from myllm_mc.parallel.launch import launcher_rank
+from myllm_mc.plan.flops import flops_per_iteration
+from myllm_mc.plan.hardware import gpu_spec
+from myllm_mc.plan.params import padded_vocab_size
 
 from .callbacks import Callback, Control, StepRecord
 
@@ -27,6 +31,8 @@ def peak_memory_bytes() -> int:
     Not `ru_maxrss`: Linux carries it across fork and exec, so a run launched from a large parent (pytest, a
     notebook) would report the parent's peak. VmHWM belongs to this process's own address space.
     """
+    # torch in the functions: bench/measure.py imports this module, and `myllm benchmark`'s launching parent
+    # imports that to lay out its runs, without torch
     import torch
     if cuda_available():
         return int(torch.cuda.max_memory_allocated())
@@ -42,7 +48,6 @@ def peak_memory_bytes() -> int:
 
 def write_peak_memory(out_dir) -> None:
     """This rank's peak memory as `peak_memory.rank<R>.json` (no collective: each rank writes its own file)."""
-    from myllm_mc.parallel.launch import launcher_rank
     rank = launcher_rank()
     measure = "CUDA allocator peak" if cuda_available() else "process peak resident set (VmHWM)"
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -71,7 +76,7 @@ class MetricsLogger(Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._jsonl = open(self.out_dir / "metrics.jsonl", "a", buffering=1)
         if self.use_tb:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter   # TensorBoard (seconds to import) only when asked
             self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
 
     def on_step_end(self, trainer, record: StepRecord, control: Control) -> None:
@@ -154,7 +159,7 @@ def _hms(seconds: float) -> str:
 def plot_losses(history: List[dict], path: Path) -> Path:
     """Train and validation loss against step, learning rate on a second axis; below them, when the run scored
     tasks (`training.eval_tasks`), task accuracy and format compliance."""
-    import matplotlib
+    import matplotlib             # only for the plot, and the backend is chosen before pyplot is imported
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -211,9 +216,6 @@ def measured_cpu_peak_tflops(size: int = 1024, seconds: float = 0.5) -> float:
 def flops_per_step(cfg) -> float:
     """Model FLOPs of one optimizer step: the planner's function at the vocabulary padded for this tensor size,
     so training metrics, the benchmark and `myllm plan` count identically."""
-    from myllm_mc.plan.flops import flops_per_iteration
-    from myllm_mc.plan.params import padded_vocab_size
-
     return flops_per_iteration(cfg.model, cfg.training.global_batch_size,
                                padded_vocab=padded_vocab_size(cfg.model, cfg.parallel.tensor))
 
@@ -226,7 +228,6 @@ def peak_tflops(cfg):
     measured FP32 matmul peak, once per process and thread count (every run of a sweep shares one denominator)."""
     import torch
     if cuda_available():
-        from myllm_mc.plan.hardware import gpu_spec
         spec = gpu_spec(cfg.plan.gpu)
         return spec.peak_flops(cfg.model.precision) / 1e12, f"{spec.label} dense {cfg.model.precision} peak"
     threads = torch.get_num_threads()

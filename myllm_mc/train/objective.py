@@ -30,6 +30,8 @@ class Objective:
 
     def metrics(self, forward_data_store: List[dict]) -> Dict[str, float]:
         """{"loss": mean, key: mean, ...} on every rank (collective)."""
+        # torch-bound imports stay in the methods: align/sft.py subclasses Objective, and `myllm finetune`'s
+        # launching parent imports it for its config check (check_align_layout) without torch
         from .step import global_metrics
         values = global_metrics(forward_data_store, (self.loss_key, *self.metric_keys))
         out = {"loss": values.pop(self.loss_key)}

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import List
 
+import torch
+from megatron.core.optimizer import OptimizerConfig, ParamKey, ParamPredicate, get_megatron_optimizer
+from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler, ParamGroupOverride
+
 from myllm_mc.config import Config
 
 
 def build_optimizer(cfg: Config, model_chunks: List):
     """`get_megatron_optimizer` over the DDP-wrapped chunks: distributed optimizer when configured."""
-    import torch
-    from megatron.core.optimizer import OptimizerConfig, ParamKey, ParamPredicate, get_megatron_optimizer
-    from megatron.core.optimizer_param_scheduler import ParamGroupOverride
-
     o, m = cfg.optimizer, cfg.model
     opt_config = OptimizerConfig(
         optimizer="adam", lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay, adam_beta1=o.beta1,
@@ -36,8 +36,6 @@ def build_optimizer(cfg: Config, model_chunks: List):
 
 def build_scheduler(cfg: Config, optimizer):
     """Linear warmup, then cosine / linear / WSD decay to min_lr over the run (megatron's OptimizerParamScheduler)."""
-    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
-
     s, t, o = cfg.schedule, cfg.training, cfg.optimizer
     style = {"cosine": "cosine", "linear": "linear", "constant": "constant", "wsd": "WSD"}[s.decay]
     wsd_steps = max(1, int(round(t.steps * s.wsd_decay_fraction))) if s.decay == "wsd" else None

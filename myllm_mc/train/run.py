@@ -10,7 +10,15 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import torch.distributed as dist
+from megatron.core import parallel_state as ps
+
+from myllm_mc.checkpoint.lock import release_all
 from myllm_mc.config import Config
+from myllm_mc.data.datasets import build_data_loader, build_datasets, samples_needed
+from myllm_mc.data.tokenizer import Tokenizer
+from myllm_mc.data.webdataset_stream import build_webdataset_loader
+from myllm_mc.parallel.state import destroy, init_distributed
 
 from .callbacks import CallbackList
 from .faults import NONE as NO_FAULTS
@@ -41,15 +49,9 @@ def default_callbacks(cfg: Config, is_logging_rank: bool, echo=print, from_scrat
 
 def pretraining_data(cfg: Config, state: TrainState) -> ObjectiveData:
     """megatron GPTDataset splits of `data.*`, each data-parallel rank reading its share."""
-    from megatron.core import parallel_state as ps
-
-    from myllm_mc.data.datasets import build_data_loader, build_datasets, samples_needed
-    from myllm_mc.data.tokenizer import Tokenizer
-
     tokenizer = Tokenizer(cfg.data.tokenizer)
     dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
     if cfg.data.loader == "webdataset":          # streamed shards: no split, so no validation iterator
-        from myllm_mc.data.webdataset_stream import build_webdataset_loader
         return ObjectiveData(lambda consumed: iter(build_webdataset_loader(cfg, tokenizer, dp_rank, dp_size, consumed)))
     train_set, valid_set, _ = build_datasets(cfg, tokenizer, samples_needed(cfg))
 
@@ -69,10 +71,6 @@ def run_objective(cfg: Config, objective: Objective, make_data: Callable[[Config
     Leaves the torch.distributed process group up (megatron's groups are torn down), so one launch can train
     several layouts in turn; `myllm_mc.parallel.state.destroy()` ends it.
     """
-    import torch.distributed as dist
-
-    from myllm_mc.parallel.state import destroy, init_distributed
-
     runtime = init_distributed(cfg, seed=cfg.training.seed)
     try:
         echo = print if dist.get_rank() == 0 else (lambda message: None)
@@ -92,7 +90,6 @@ def run_objective(cfg: Config, objective: Objective, make_data: Callable[[Config
                  f" callbacks {100 * result.callback_seconds / max(result.step_seconds, 1e-9):.2f}% of step time")
         return result
     finally:
-        from myllm_mc.checkpoint.lock import release_all
         release_all()
         destroy(process_group=False)
 

@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+from megatron.core.transformer.module import Float16Module
+
+from myllm_mc import checkpoint
+from myllm_mc.checkpoint import compat, lock, vocab_growth
+from myllm_mc.checkpoint.collective import on_rank0
 from myllm_mc.config import Config
+from myllm_mc.model import build_model
+from myllm_mc.parallel.state import init_distributed
+
+from .optimizer import build_optimizer, build_scheduler
 
 
 @dataclass
@@ -30,14 +40,11 @@ def mixed_precision(cfg: Config, chunks):
     """bf16/fp8: megatron's Float16Module casts inputs and keeps the loss in fp32, as Megatron-LM does."""
     if cfg.model.precision == "fp32":
         return chunks
-    from megatron.core.transformer.module import Float16Module
     return [Float16Module(chunk.config, chunk) for chunk in chunks]
 
 
 def wrap_ddp(cfg: Config, chunks: List) -> List:
     """megatron-core DDP around each model chunk, with the hooks its schedules expect on the shared config."""
-    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
-
     p = cfg.parallel
     model_config = chunks[0].config
     model_config.calculate_per_token_loss = True        # see step.py: loss = mean over all global tokens
@@ -58,16 +65,8 @@ def wrap_ddp(cfg: Config, chunks: List) -> List:
 def setup_state(cfg: Config, echo=print, runtime=None) -> TrainState:
     """Initialise distributed state and everything the optimizer step needs. Collective; the caller ends it with
     `myllm_mc.parallel.state.destroy(process_group=False)`."""
-    from myllm_mc import checkpoint
-    from myllm_mc.model import build_model
-    from myllm_mc.parallel.state import init_distributed
-
-    from .optimizer import build_optimizer, build_scheduler
-
     if runtime is None:
         runtime = init_distributed(cfg, seed=cfg.training.seed)
-    from myllm_mc.checkpoint import compat, lock
-    from myllm_mc.checkpoint.collective import on_rank0
     if cfg.checkpoint.dir:                  # one run per checkpoint.dir; refused here, before anything is written
         on_rank0(lambda: lock.acquire(cfg.checkpoint.dir))
     resume_from = on_rank0(lambda: checkpoint.resolve_resume(cfg.checkpoint.resume, cfg.checkpoint.dir, echo))
@@ -75,7 +74,6 @@ def setup_state(cfg: Config, echo=print, runtime=None) -> TrainState:
         on_rank0(lambda: compat.check(checkpoint.read_meta(resume_from), cfg, resume_from))
     chunks = build_model(cfg)
     if resume_from is None and cfg.checkpoint.init_from:
-        from myllm_mc.checkpoint import vocab_growth
         weights = checkpoint.resolve_weights(cfg.checkpoint.init_from)
         if checkpoint.is_complete(weights):          # a training checkpoint records its shape and tokenizer
             on_rank0(lambda: compat.check(checkpoint.read_meta(weights), cfg, weights, init=True))
@@ -99,9 +97,6 @@ def build_frozen_model(cfg: Config, weights: Optional[str]) -> List:
     """A frozen copy of the model in the current layout (after `setup_state`): loaded from `weights` (any layout,
     via `checkpoint.resolve_weights`), in eval mode, `requires_grad=False`, never wrapped in DDP nor given to an
     optimizer. megatron's schedules call `.set_input_tensor` on chunks, which GPTModel has itself."""
-    from myllm_mc import checkpoint
-    from myllm_mc.model import build_model
-
     chunks = build_model(cfg)
     if weights:
         checkpoint.load_model(chunks, str(checkpoint.resolve_weights(weights)))

@@ -10,13 +10,18 @@ ranks — which is what makes DP=2 and DP=1 with 2× accumulation agree.
 
 from __future__ import annotations
 
-from myllm_mc.parallel.hardware import comm_device   # hardware is decided in parallel/, once
-
 import math
 import time
 from typing import Callable, List, Optional, Tuple
 
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state as ps
+from megatron.core.optimizer.clip_grads import clip_grad_by_total_norm_fp32
+from megatron.core.pipeline_parallel import get_forward_backward_func
+
 from myllm_mc.model import forward_step
+from myllm_mc.parallel.hardware import comm_device   # hardware is decided in parallel/, once
 
 
 class DataTimer:
@@ -53,8 +58,6 @@ def run_schedule(model: List, forward_step_func, iterators: List, num_microbatch
                  micro_batch_size: int, forward_only: bool) -> List[dict]:
     """One global batch through megatron's pipeline schedule (train: forward + backward; eval: forward only).
     Interleaved schedules read one iterator per model chunk; the others read one."""
-    from megatron.core.pipeline_parallel import get_forward_backward_func
-
     return get_forward_backward_func()(
         forward_step_func=forward_step_func, data_iterator=iterators if len(iterators) > 1 else iterators[0],
         model=model, num_microbatches=num_microbatches, seq_length=seq_length, micro_batch_size=micro_batch_size,
@@ -64,9 +67,6 @@ def run_schedule(model: List, forward_step_func, iterators: List, num_microbatch
 def global_metrics(forward_data_store: List[dict], keys) -> dict:
     """Every report key's global mean (sum / count over micro-batches and DP×CP ranks) on every rank. The
     reports live on the last pipeline stage only; one of its ranks broadcasts them with a sum all-reduce."""
-    import torch
-    from megatron.core import parallel_state as ps
-
     keys = tuple(keys)
     means = [0.0] * len(keys)
     owner = False
@@ -86,9 +86,6 @@ def optimizer_update(optimizer, scheduler, loss: float) -> Tuple[bool, Optional[
     Mirrors megatron's own `step()` (prepare → norm → clip → step) but looks at the norm *before* touching the
     weights, so a NaN batch costs one step instead of the run.
     """
-    import torch
-    from megatron.core.optimizer.clip_grads import clip_grad_by_total_norm_fp32
-
     found_inf = optimizer.prepare_grads()
     grad_norm = optimizer.get_grad_norm()
     grad_norm = float(grad_norm) if grad_norm is not None else None
@@ -109,8 +106,6 @@ def optimizer_update(optimizer, scheduler, loss: float) -> Tuple[bool, Optional[
 
 def all_reduce_max(flag: int) -> int:
     """The largest `flag` over every rank (a stop any rank asks for is everyone's stop)."""
-    import torch
-    import torch.distributed as dist
     tensor = torch.tensor([flag], dtype=torch.int32, device=comm_device())
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())

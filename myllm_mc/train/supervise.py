@@ -14,6 +14,7 @@ from the kernel (PR_SET_PDEATHSIG) and stops the ranks itself.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -39,7 +40,6 @@ def announce_rank(rank: int) -> None:
 
 def _die_with_parent() -> None:   # runs in the child between fork and exec
     try:
-        import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
     except Exception:
         pass

@@ -4,16 +4,22 @@ dist_checkpointing); everything cross-cutting is a callback. Read `Trainer.fit` 
 
 from __future__ import annotations
 
-from myllm_mc.parallel.hardware import comm_device, cuda_available   # hardware is decided in parallel/, once
-
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state as ps
+from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+
 from myllm_mc.config import Config
+from myllm_mc.parallel.hardware import comm_device, cuda_available   # hardware is decided in parallel/, once
 
 from myllm_mc import checkpoint
+from myllm_mc.checkpoint import compat, space
+from myllm_mc.checkpoint.collective import on_rank0
 
 from .callbacks import CallbackList, Control, StepRecord
 from .faults import NONE as NO_FAULTS
@@ -58,7 +64,6 @@ class Trainer:
         self._parameters: Optional[int] = None
         self._compat: Optional[dict] = None     # model shape + tokenizer fingerprint saved with every checkpoint
         if cfg.checkpoint.async_save and cfg.checkpoint.dir:
-            from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
             self.async_queue = AsyncCallsQueue()
         self.last_checkpoint: Optional[str] = None
         self.valid_history: List[dict] = []
@@ -70,8 +75,6 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        import torch.distributed as dist
-
         t = self.cfg.training
         result = TrainResult(exit_code=0, step=self.step)
         self.callbacks.on_train_start(self)
@@ -134,8 +137,6 @@ class Trainer:
 
     def evaluate(self) -> dict:
         """Mean metrics over `training.eval_steps` global batches of the validation split."""
-        import torch
-
         if self.make_valid_iterator is None:
             return {}
         iters = [DataTimer(self.make_valid_iterator()) for _ in self.model]
@@ -160,8 +161,6 @@ class Trainer:
         self.finish_pending_saves()
         if self._parameters is None:                     # a collective; the count never changes during a run
             self._parameters = _count_parameters(self.model)
-        from myllm_mc.checkpoint import compat, space
-        from myllm_mc.checkpoint.collective import on_rank0
         root = self.cfg.checkpoint.dir
         previous = self.last_checkpoint or self.state.resumed_from
         needed = space.estimate_bytes(self._parameters, self.cfg.model.precision, previous)
@@ -179,8 +178,6 @@ class Trainer:
             self.async_queue.maybe_finalize_async_calls(blocking=blocking)
 
     def _published(self, step: int, path) -> None:
-        import torch.distributed as dist
-
         if dist.get_rank() == 0:
             checkpoint.prune(self.cfg.checkpoint.dir, self.cfg.checkpoint.keep_last)
         self.last_checkpoint = str(path)
@@ -198,16 +195,12 @@ class Trainer:
 
 def _synchronize() -> None:
     """GPU kernels run asynchronously: a timer is only honest once the queue has drained."""
-    import torch
     if cuda_available():
         torch.cuda.synchronize()
 
 
 def _count_parameters(model: List) -> int:
     """Global parameter count (each tensor-parallel shard and pipeline stage counted once)."""
-    import torch
-    import torch.distributed as dist
-    from megatron.core import parallel_state as ps
     local = 0
     for chunk in model:
         for param in chunk.module.parameters():

@@ -16,8 +16,8 @@ def test_finetuning_refuses_context_parallel_and_te_packing_before_any_process(m
     cp = load("configs/sft_tiny.yaml", ["parallel.context=2"], world_size=2)
     with pytest.raises(ConfigError, match="parallel.context > 1"):
         check_align_layout(cp)
-    import myllm_mc.parallel.hardware as hardware
-    monkeypatch.setattr(hardware, "resolve_spec", lambda model: "te")     # as on a GPU with Transformer Engine
+    import myllm_mc.align.sft as sft
+    monkeypatch.setattr(sft, "resolve_spec", lambda model: "te")     # as on a GPU with Transformer Engine
     te = load("configs/sft_tiny.yaml", [], world_size=1)
     with pytest.raises(ConfigError, match="align.packing=false"):
         check_align_layout(te)
