@@ -16,7 +16,7 @@ SERVE = ["fastapi==0.165.0", "starlette==1.10.0", "pydantic==2.13.4", "uvicorn==
 # read GGUF, and llama-cpp-python's runtime deps (its wheel is built from source by .ci/run and installed --no-deps)
 INTEROP = ["gguf==0.19.0", "transformers==5.24.0", "accelerate>=1.0", "jinja2>=3.1", "diskcache>=5.6",
            "typing-extensions>=4.5"] + DATA
-TEST = ["pytest>=8", "pytest-timeout>=2.3", "pexpect>=4.8"] + DATA + INTEROP   # pexpect: `myllm chat` in a real pty
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "pexpect>=4.8", "ruff==0.17.6"] + DATA + INTEROP   # pexpect: `myllm chat` in a real pty
 
 setup(
     name="myllm_mc",

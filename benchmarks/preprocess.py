@@ -34,8 +34,9 @@ def replicate_corpus(out: Path, min_bytes: int) -> tuple:
 
 def tokens_in(prefix: str) -> tuple:
     sys.path.insert(0, str(REPO))
-    import myllm_mc.data  # noqa: F401  (silences megatron-core's "Transformer Engine and Apex" warnings)
     from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    import myllm_mc.data  # noqa: F401  (silences megatron-core's "Transformer Engine and Apex" warnings)
     dataset = IndexedDataset(prefix)
     return int(dataset.sequence_lengths.sum()), len(dataset)
 

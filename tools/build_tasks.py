@@ -12,8 +12,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from myllm_mc.tasks.generate import (COUNTS, FORMAT_INSTRUCTION, TEST_PERCENT,  # noqa: E402
-                                          build_task_sets, write_task_sets)
+from myllm_mc.tasks.generate import COUNTS, FORMAT_INSTRUCTION, TEST_PERCENT, build_task_sets, write_task_sets  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, List, Optional, Tuple
 
 from myllm_mc.config import ConfigError
 from myllm_mc.data.chat import ChatDataset, encode_prompt
-from myllm_mc.data.chat import prompt_messages as record_prompt   # this module's prompt_messages is DPO's
+from myllm_mc.data.chat import prompt_messages as record_prompt  # this module's prompt_messages is DPO's
 
 ROLES = ("system", "user", "assistant")
 
@@ -77,11 +77,11 @@ def read_jsonl(paths: Iterable[str], stats: ReadStats, strict: bool, max_records
                     try:
                         text = raw.decode("utf-8")
                     except UnicodeDecodeError:
-                        raise BadRecord("not UTF-8")
+                        raise BadRecord("not UTF-8") from None
                     try:
                         obj = json.loads(text)
                     except json.JSONDecodeError:
-                        raise BadRecord("not JSON")
+                        raise BadRecord("not JSON") from None
                     if not isinstance(obj, dict):
                         raise BadRecord("not a JSON object")
                     yield path, number, obj

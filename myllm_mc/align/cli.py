@@ -41,7 +41,7 @@ def _check(cfg, method: str) -> None:
     if method == "dpo" and not (cfg.align.reference or cfg.checkpoint.init_from):
         raise ConfigError("dpo needs a reference model — fix: set checkpoint.init_from (or align.reference)")
     if method == "grpo":
-        from .grpo import check_grpo    # grpo.py imports the training engine (torch): only GRPO's check loads it
+        from .grpo import check_grpo  # grpo.py imports the training engine (torch): only GRPO's check loads it
         check_grpo(cfg)
     if not cfg.checkpoint.init_from and not cfg.checkpoint.resume:
         print("warning: checkpoint.init_from is not set: fine-tuning a randomly initialised model", file=sys.stderr)

@@ -14,8 +14,8 @@ from myllm_mc.evaluate.tasks import policy_task_accuracy
 from myllm_mc.infer import SamplingParams
 from myllm_mc.parallel.hardware import comm_device
 from myllm_mc.tasks import compute_rewards, is_correct
-from myllm_mc.train.task_eval import ScheduledEvaluation
 from myllm_mc.train.callbacks import Callback
+from myllm_mc.train.task_eval import ScheduledEvaluation
 
 from .rollout import sample_seed
 
@@ -93,7 +93,7 @@ class GRPOPlot(Callback):
 
 
 def plot_grpo(steps: List[dict], evals: List[dict], path: Path) -> Path:
-    import matplotlib             # only for the plot, and the backend is chosen before pyplot is imported
+    import matplotlib  # only for the plot, and the backend is chosen before pyplot is imported
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

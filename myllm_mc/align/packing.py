@@ -79,7 +79,7 @@ def pack(conversations: Sequence[Conversation], seq_length: int, pad_id: int, pa
 def block_causal_mask(segment_ids):
     """[b, 1, s, s] bool, True where attention is forbidden (megatron's convention): across segments or to
     the future. Padding (segment -1) forms its own block."""
-    import torch    # in the functions: align/sft.py imports this module in `myllm finetune`'s torch-free parent
+    import torch  # in the functions: align/sft.py imports this module in `myllm finetune`'s torch-free parent
     s = segment_ids.shape[-1]
     same = segment_ids[:, :, None] == segment_ids[:, None, :]
     causal = torch.ones(s, s, dtype=torch.bool, device=segment_ids.device).tril()

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from myllm_mc.config import Config
-from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+from myllm_mc.parallel.hardware import cuda_available  # hardware is decided in parallel/, once
 from myllm_mc.plan.params import padded_vocab_size
 
 

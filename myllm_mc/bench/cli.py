@@ -25,9 +25,14 @@ from pathlib import Path
 
 from myllm_mc.config import load
 from myllm_mc.config.arguments import add_config_arguments
-from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
-from myllm_mc.parallel.launch import (launcher_local_rank, launcher_rank, launcher_world_size, local_device,
-                                      relaunch_under_torchrun)
+from myllm_mc.parallel.hardware import cuda_available  # hardware is decided in parallel/, once
+from myllm_mc.parallel.launch import (
+    launcher_local_rank,
+    launcher_rank,
+    launcher_world_size,
+    local_device,
+    relaunch_under_torchrun,
+)
 
 from .measure import bench_overrides, layout_label
 from .megatron_lm import run_megatron_lm
@@ -127,7 +132,7 @@ def _launch(args, runs, world: int, out: Path) -> list:
 
 def _gpu() -> int:
     """This rank's GPU, chosen as init_distributed chooses it (torchrun, srun or mpirun local rank)."""
-    import torch    # torch where used in this module: see main
+    import torch  # torch where used in this module: see main
     return local_device(launcher_local_rank(), torch.cuda.device_count())
 
 
@@ -193,7 +198,7 @@ def _baselines(args, best: dict, world: int, out: Path) -> list:
     results = []
     cfg = load(args.config, list(args.overrides) + best["swept"], world_size=world)
     if args.baseline:
-        from .baseline_torch import run_torch_baseline    # imports torch
+        from .baseline_torch import run_torch_baseline  # imports torch
         threads = max(1, int(os.environ.get("OMP_NUM_THREADS", 0)) or (os.cpu_count() or 1) // world)
         print(f"baseline: plain PyTorch on one device ({threads} thread(s) on CPU), "
               f"{'eager' if args.no_compile else 'torch.compile, eager if it fails'} ...", flush=True)

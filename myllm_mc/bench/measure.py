@@ -19,7 +19,7 @@ from typing import List, Sequence
 from myllm_mc.config import Config
 from myllm_mc.plan.cpu_memory import cpu_memory_per_process
 from myllm_mc.plan.memory import memory_per_gpu
-from myllm_mc.train.metrics import flops_per_step as step_flops   # the same count as training metrics
+from myllm_mc.train.metrics import flops_per_step as step_flops  # the same count as training metrics
 from myllm_mc.train.metrics import peak_tflops
 
 from .probe import MemoryWatcher, StepProbe
@@ -58,6 +58,7 @@ def _import_training_modules() -> None:
     import megatron.core.distributed  # noqa: F401
     import megatron.core.optimizer  # noqa: F401
     import megatron.core.pipeline_parallel  # noqa: F401
+
     import myllm_mc.data.datasets  # noqa: F401
     import myllm_mc.model  # noqa: F401
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List
 
 from myllm_mc.config import Config
-from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+from myllm_mc.parallel.hardware import cuda_available  # hardware is decided in parallel/, once
 from myllm_mc.parallel.launch import torchrun_invocation
 
 _ITERATION = re.compile(r"iteration\s+(\d+)\s*/\s*\d+.*?elapsed time per iteration \(ms\):\s*([0-9.]+)")

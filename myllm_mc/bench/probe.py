@@ -70,7 +70,7 @@ class MemoryWatcher:
         return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
 
     def __enter__(self):
-        import torch    # in the methods: bench/measure.py imports this module in the benchmark's torch-free parent
+        import torch  # in the methods: bench/measure.py imports this module in the benchmark's torch-free parent
         if self.cuda:
             # the rank's own GPU, picked as init_distributed does (torchrun, srun or mpirun); else every rank
             # would touch GPU 0

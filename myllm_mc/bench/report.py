@@ -78,7 +78,7 @@ def write_tables(rows: Sequence[dict], skipped: Sequence[dict], out_dir: Path, e
 def plot_sweep(rows: Sequence[dict], path: Path, title: str, memory_limit: Optional[int] = None) -> Path:
     """Two bar panels over the completed layouts: tokens/s per GPU (the best that fits in green), and memory per
     GPU, measured beside the planner's prediction."""
-    import matplotlib             # only for the figure, and the backend is chosen before pyplot is imported
+    import matplotlib  # only for the figure, and the backend is chosen before pyplot is imported
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

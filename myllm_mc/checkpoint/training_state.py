@@ -28,7 +28,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from myllm_mc.errors import debug_enabled
-from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+from myllm_mc.parallel.hardware import cuda_available  # hardware is decided in parallel/, once
 
 from . import store
 from .errors import CheckpointError

@@ -2,8 +2,19 @@
 
 from .errors import ConfigError
 from .loader import dump, from_dict, load, parse_override, to_dict
-from .schema import (CheckpointConfig, Config, DataConfig, DiagnosticsConfig, LoggingConfig, ModelConfig,
-                     OptimizerConfig, ParallelConfig, PlanConfig, ScheduleConfig, TrainingConfig)
+from .schema import (
+                     CheckpointConfig,
+                     Config,
+                     DataConfig,
+                     DiagnosticsConfig,
+                     LoggingConfig,
+                     ModelConfig,
+                     OptimizerConfig,
+                     ParallelConfig,
+                     PlanConfig,
+                     ScheduleConfig,
+                     TrainingConfig,
+)
 from .validate import resolve_layout
 
 __all__ = ["ConfigError", "load", "from_dict", "dump", "to_dict", "parse_override", "resolve_layout", "Config",

@@ -18,8 +18,14 @@ from pathlib import Path
 
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.errors import fail
-from myllm_mc.infer import (GenerationError, Generator, inference_config, load_model_for_inference, load_tokenizer,
-                            resolve_checkpoint)
+from myllm_mc.infer import (
+    GenerationError,
+    Generator,
+    inference_config,
+    load_model_for_inference,
+    load_tokenizer,
+    resolve_checkpoint,
+)
 from myllm_mc.parallel.launch import launcher_world_size
 
 from . import inputs

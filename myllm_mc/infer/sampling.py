@@ -16,7 +16,6 @@ import torch
 
 from myllm_mc.errors import MyllmError
 
-
 # The one default temperature: SamplingParams, `myllm generate` and `myllm chat` take it from here. 1.0 is also the
 # OpenAI API's documented default, which the server keeps (serve/schemas.py API_DEFAULT_TEMPERATURE; the schema
 # module imports no torch, so it states the value and tests/serve checks that the two agree).

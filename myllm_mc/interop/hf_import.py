@@ -107,6 +107,7 @@ def write_imported(hf_tensors: Dict[str, torch.Tensor], fields: dict, name: str,
     """Shared by HF and GGUF import: check names/shapes/counts, then write config, tokenizer and checkpoint."""
     from myllm_mc.model.build import padded_vocab_size
     from myllm_mc.plan.params import parameter_breakdown
+
     from .hf_export import prepare_out, publishing
 
     out, tmp = prepare_out(out)

@@ -21,8 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .scoring import (heldout_windows, llama_cpp_available, llama_cpp_install_hint, llama_cpp_logits,
-                      token_nll)
+from .scoring import heldout_windows, llama_cpp_available, llama_cpp_install_hint, llama_cpp_logits, token_nll
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,8 @@ def quant_report(cfg, checkpoint: str, fmts: Sequence[str], windows: int = 4, le
     import torch
     from llama_cpp import Llama
 
-    from myllm_mc.data.tokenizer import Tokenizer
     from myllm_mc.checkpoint import load_model
+    from myllm_mc.data.tokenizer import Tokenizer
 
     from .gguf_export import export_gguf
     from .weights import build_single, logits, single_process

@@ -11,8 +11,9 @@
     save_model(chunks, directory); load_model(chunks, directory)   # any layout ↔ any layout
 """
 
-from .build import build_model, padded_vocab_size
 from myllm_mc.checkpoint.weights import load_model, save_model, sharded_model_state  # re-exported for callers
+
+from .build import build_model, padded_vocab_size
 from .loss import forward_step, lm_loss, random_batch, reduce_loss, split_for_context_parallel
 from .params import parameter_counts
 from .spec import layer_spec

@@ -14,7 +14,7 @@ from myllm_mc.config.schema import ModelConfig, ParallelConfig
 
 
 def cuda_available() -> bool:
-    import torch    # on first use: torch-free modules import this one (checkpoint/, bench/cli.py)
+    import torch  # on first use: torch-free modules import this one (checkpoint/, bench/cli.py)
 
     return torch.cuda.is_available()
 

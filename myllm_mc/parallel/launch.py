@@ -93,7 +93,7 @@ def _free_port() -> int:
 
 
 def _mpi_broadcast(value):
-    from mpi4py import MPI   # imported only under mpirun: MPI_Init happens here, once
+    from mpi4py import MPI  # imported only under mpirun: MPI_Init happens here, once
 
     return MPI.COMM_WORLD.bcast(value, root=0)
 

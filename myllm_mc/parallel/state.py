@@ -11,16 +11,17 @@ creates anything, so every later megatron call finds the CPU.
 from __future__ import annotations
 
 import random
-import warnings
 import socket
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from megatron.core import parallel_state as ps, tensor_parallel
+from megatron.core import parallel_state as ps
+from megatron.core import tensor_parallel
 
 from myllm_mc.config import ConfigError
 from myllm_mc.config.schema import Config

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .flops import flops_per_token, six_nd
 from .hardware import gpu_spec
-from .params import parameter_breakdown, padded_vocab_size
+from .params import padded_vocab_size, parameter_breakdown
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,7 @@ async def _generate(request: Request, state: ServerState, chat: bool) -> Respons
         state.batcher.submit(job)
     reply = _Reply(state, chat, len(prompt), body)
     if body.stream:
-        from sse_starlette.sse import EventSourceResponse   # importing it patches uvicorn's Server.handle_exit
+        from sse_starlette.sse import EventSourceResponse  # importing it patches uvicorn's Server.handle_exit
         return EventSourceResponse(_stream(reply, jobs, slot), background=BackgroundTask(slot.release),
                                    ping=15)
     try:

@@ -89,7 +89,7 @@ def main(argv) -> int:
     args = _parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: not a TCP port — fix: use 1..65535 (or 0 for a free one)")
-    from myllm_mc.infer.loader import inference_config, load_tokenizer, resolve_checkpoint   # torch: see serve()
+    from myllm_mc.infer.loader import inference_config, load_tokenizer, resolve_checkpoint  # torch: see serve()
 
     cfg = inference_config(args.config, args.overrides, world_size=1)
     try:

@@ -21,10 +21,10 @@ import tempfile
 from myllm_mc.config import ConfigError, load
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.data.shipped import prepare_shipped_corpus
-from myllm_mc.preflight import check_inputs
 from myllm_mc.errors import MyllmError, fail
 from myllm_mc.parallel.launch import launcher_rank, launcher_world_size, torchrun_invocation
 from myllm_mc.plan.compare import end_of_run
+from myllm_mc.preflight import check_inputs
 
 from .faults import Faults
 from .signals import INTERRUPTED_EXIT, install_early

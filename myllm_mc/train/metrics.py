@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from myllm_mc.parallel.hardware import cuda_available   # hardware is decided in parallel/, once
+from myllm_mc.parallel.hardware import cuda_available  # hardware is decided in parallel/, once
 from myllm_mc.parallel.launch import launcher_rank
 from myllm_mc.plan.flops import flops_per_iteration
 from myllm_mc.plan.hardware import gpu_spec
@@ -76,7 +76,7 @@ class MetricsLogger(Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._jsonl = open(self.out_dir / "metrics.jsonl", "a", buffering=1)
         if self.use_tb:
-            from torch.utils.tensorboard import SummaryWriter   # TensorBoard (seconds to import) only when asked
+            from torch.utils.tensorboard import SummaryWriter  # TensorBoard (seconds to import) only when asked
             self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
 
     def on_step_end(self, trainer, record: StepRecord, control: Control) -> None:
@@ -159,7 +159,7 @@ def _hms(seconds: float) -> str:
 def plot_losses(history: List[dict], path: Path) -> Path:
     """Train and validation loss against step, learning rate on a second axis; below them, when the run scored
     tasks (`training.eval_tasks`), task accuracy and format compliance."""
-    import matplotlib             # only for the plot, and the backend is chosen before pyplot is imported
+    import matplotlib  # only for the plot, and the backend is chosen before pyplot is imported
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

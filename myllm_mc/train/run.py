@@ -21,9 +21,9 @@ from myllm_mc.data.webdataset_stream import build_webdataset_loader
 from myllm_mc.parallel.state import destroy, init_distributed
 
 from .callbacks import CallbackList
+from .diagnostics import InitialLossCheck, LossSpikeDetector, NonFiniteGuard
 from .faults import NONE as NO_FAULTS
 from .faults import Faults
-from .diagnostics import InitialLossCheck, LossSpikeDetector, NonFiniteGuard
 from .metrics import MetricsLogger, echo_stderr, flops_per_step, peak_tflops
 from .objective import Objective, PretrainObjective
 from .setup import TrainState, setup_state

@@ -21,7 +21,7 @@ from megatron.core.optimizer.clip_grads import clip_grad_by_total_norm_fp32
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from myllm_mc.model import forward_step
-from myllm_mc.parallel.hardware import comm_device   # hardware is decided in parallel/, once
+from myllm_mc.parallel.hardware import comm_device  # hardware is decided in parallel/, once
 
 
 class DataTimer:

@@ -14,12 +14,11 @@ import torch.distributed as dist
 from megatron.core import parallel_state as ps
 from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
 
-from myllm_mc.config import Config
-from myllm_mc.parallel.hardware import comm_device, cuda_available   # hardware is decided in parallel/, once
-
 from myllm_mc import checkpoint
 from myllm_mc.checkpoint import compat, space
 from myllm_mc.checkpoint.collective import on_rank0
+from myllm_mc.config import Config
+from myllm_mc.parallel.hardware import comm_device, cuda_available  # hardware is decided in parallel/, once
 
 from .callbacks import CallbackList, Control, StepRecord
 from .faults import NONE as NO_FAULTS

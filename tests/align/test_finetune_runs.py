@@ -11,7 +11,6 @@ import math
 import pytest
 
 
-
 @pytest.mark.slow
 def test_sft_raises_held_out_format_accuracy(runs):
     reference, _ = runs

@@ -8,8 +8,8 @@ import pytest
 
 from myllm_mc.bench.cli import main
 from myllm_mc.config import load
-from myllm_mc.plan.flops import flops_per_iteration
 from myllm_mc.plan.cpu_memory import cpu_memory_per_process
+from myllm_mc.plan.flops import flops_per_iteration
 from myllm_mc.plan.memory import memory_per_gpu
 from myllm_mc.plan.params import padded_vocab_size
 

@@ -42,7 +42,7 @@ def run_torchrun(script: str, nproc: int, args: Sequence[str] = (), timeout: flo
             done = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True,
                                   timeout=timeout)
         except subprocess.TimeoutExpired as err:
-            raise TorchrunFailed(f"torchrun {script} timed out after {timeout}s:\n{_tail(err.stdout, err.stderr)}")
+            raise TorchrunFailed(f"torchrun {script} timed out after {timeout}s:\n{_tail(err.stdout, err.stderr)}") from None
         if done.returncode != 0:
             raise TorchrunFailed(f"torchrun {script} exited {done.returncode}:\n{_tail(done.stdout, done.stderr)}")
         out = []

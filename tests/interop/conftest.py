@@ -10,7 +10,6 @@ documents of the same corpus.
 from __future__ import annotations
 
 import pytest
-
 from interop_helpers import MODEL, REPO, STEPS, corpus_texts
 
 
@@ -21,11 +20,11 @@ def interop_model(tmp_path_factory):
 
     import torch
 
+    from myllm_mc.checkpoint import save_model
     from myllm_mc.config import dump, load
     from myllm_mc.data.tokenizer import Tokenizer
     from myllm_mc.data.tokenizer_training import train_tokenizer
     from myllm_mc.interop.weights import build_single, single_process
-    from myllm_mc.checkpoint import save_model
 
     root = tmp_path_factory.mktemp("interop")
     texts = corpus_texts(400)

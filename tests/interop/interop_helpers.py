@@ -3,9 +3,8 @@ as the independent reader of our GGUF files."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest

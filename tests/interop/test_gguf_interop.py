@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from interop_helpers import PROMPTS, corpus_texts, greedy, load, log_perplexity, needs_llama_cpp, prompt_logits
 
 NEW_TOKENS = 32
@@ -33,8 +32,8 @@ def exported(interop_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ours(interop_model):
-    from myllm_mc.interop.weights import build_single, single_process
     from myllm_mc.checkpoint import load_model
+    from myllm_mc.interop.weights import build_single, single_process
 
     model = build_single(single_process(interop_model["cfg"]))
     load_model([model], str(interop_model["checkpoint"]))
@@ -59,10 +58,10 @@ def test_gguf_sizes_match_the_planner(exported, interop_model):
 
 
 def test_gguf_import_reproduces_our_logits(exported, interop_model, ours, tmp_path):
+    from myllm_mc.checkpoint import load_model
     from myllm_mc.config import load
     from myllm_mc.interop.gguf_import import import_gguf
     from myllm_mc.interop.weights import build_single, logits, single_process
-    from myllm_mc.checkpoint import load_model
 
     tok = interop_model["tokenizer"]
     limits = {"f32": 1e-5, "f16": 1e-2}

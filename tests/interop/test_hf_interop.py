@@ -10,17 +10,16 @@ import json
 
 import pytest
 import torch
+from interop_helpers import PROMPTS
 
 from tests.helpers.torchrun import run_torchrun
-
-from interop_helpers import PROMPTS
 
 NEW_TOKENS = 16
 
 
 def _ours(interop_model, checkpoint):
-    from myllm_mc.interop.weights import build_single, single_process
     from myllm_mc.checkpoint import load_model
+    from myllm_mc.interop.weights import build_single, single_process
 
     model = build_single(single_process(interop_model["cfg"]))
     load_model([model], str(checkpoint))

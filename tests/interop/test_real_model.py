@@ -10,7 +10,6 @@ import math
 
 import pytest
 import torch
-
 from interop_helpers import HAVE_LLAMA_CPP, corpus_texts
 
 try:
@@ -31,11 +30,11 @@ def smollm(tmp_path_factory):
     import contextlib
     import io
 
+    from myllm_mc.checkpoint import load_model
     from myllm_mc.cli import main
     from myllm_mc.config import load
     from myllm_mc.data.tokenizer import Tokenizer
     from myllm_mc.interop.weights import build_single, single_process
-    from myllm_mc.checkpoint import load_model
 
     out = tmp_path_factory.mktemp("smollm") / "imported"
     printed = io.StringIO()

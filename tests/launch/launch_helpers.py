@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from tests.helpers.processes import run_in_group  # noqa: F401  (re-exported for the launch tests)
-
 from tests.launch.slurm_cluster import SlurmCluster
 
 REPO = Path(__file__).resolve().parents[2]

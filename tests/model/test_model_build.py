@@ -95,6 +95,7 @@ def test_activation_recompute_gives_identical_loss_and_grads(single_rank):
 def test_step_time_single_process(single_rank):
     """forward+backward of 4 × 128 tokens through megatron's schedule (figure for the closing note)."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
+
     from myllm_mc.model import build_model, forward_step, random_batch, reduce_loss
 
     (model,) = build_model(single_rank)
@@ -134,6 +135,7 @@ def test_rmsnorm_matches_torch_and_is_marked_for_sequence_parallel(single_rank):
 def test_context_parallel_attention_on_one_rank_equals_megatron_attention(single_rank):
     from megatron.core.transformer.dot_product_attention import DotProductAttention
     from megatron.core.transformer.enums import AttnMaskType
+
     from myllm_mc.model import transformer_config
     from myllm_mc.model.layers import ContextParallelAttention, chunk_positions
 

@@ -22,6 +22,7 @@ def block_diagonal_causal_mask(seq: int, boundaries) -> torch.Tensor:
 def _pair(cfg):
     from megatron.core.transformer.dot_product_attention import DotProductAttention
     from megatron.core.transformer.enums import AttnMaskType
+
     from myllm_mc.model import transformer_config
     from myllm_mc.model.sdpa_attention import SDPAAttention
 

@@ -52,6 +52,7 @@ def test_install_is_idempotent_and_active(single_rank):
 
 def test_current_device(single_rank):
     from megatron.core.tensor_parallel.layers import ColumnParallelLinear
+
     from myllm_mc.model import transformer_config
 
     assert _sites_missing("current_device") == []
@@ -147,6 +148,7 @@ def test_tensor_type_names_for_grad_clipping(single_rank):
 def test_rng_tracker_keeps_cpu_states_and_recompute_reproduces_dropout(single_rank):
     from megatron.core import tensor_parallel
     from megatron.core.tensor_parallel import random as mrandom
+
     from myllm_mc.parallel.state import set_seed
 
     assert _sites_missing("rng_tracker") == []
@@ -196,6 +198,7 @@ def test_backward_mode_lets_recompute_build_cuda_factories(single_rank):
     tensor_parallel.checkpoint(masked_scores, False, x).sum().backward()
     assert torch.equal(x.grad, torch.ones(4, 4).tril() * 2)
     from torch.autograd.function import BackwardCFunction
+
     from myllm_mc.parallel import cpu_backend
 
     original = cpu_backend._saved["backward_apply"]
@@ -210,6 +213,7 @@ def test_backward_mode_lets_recompute_build_cuda_factories(single_rank):
 
 def test_inference_is_cuda_lets_the_last_stage_broadcast_sampled_tokens(single_rank):
     from megatron.core.inference import communication_utils
+
     from myllm_mc.parallel import cpu_backend
 
     assert _sites_missing("inference_is_cuda") == []

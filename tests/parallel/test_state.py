@@ -31,6 +31,7 @@ def test_torchrun_invocation_relaunches_a_module_with_thread_defaults(monkeypatc
 
 def test_init_distributed_sets_megatron_groups_and_seeds(single_rank):
     from megatron.core import parallel_state as ps
+
     from myllm_mc.parallel.state import init_distributed
 
     runtime = init_distributed(single_rank, seed=11)
@@ -50,6 +51,7 @@ def test_re_initialising_leaks_no_process_groups_or_threads(single_rank):
     import os
 
     import torch.distributed as dist
+
     from myllm_mc.parallel.state import init_distributed
 
     def counts():

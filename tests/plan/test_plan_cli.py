@@ -3,10 +3,9 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from myllm_mc.cli import main
-
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "myllm_1b.yaml")

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 def corpus_texts(n: int = 400, chars: int = 2000) -> list:
     """The first `n` documents of the shipped corpus, each cut to `chars` characters (~0.8 MB in all)."""
     import io
+
     import zstandard
     texts = []
     with zstandard.ZstdDecompressor().stream_reader(open(REPO / "data" / "corpus.jsonl.zst", "rb")) as raw:

@@ -61,8 +61,8 @@ def damaged_inputs(small_data, tmp_path) -> dict:
                    tmp_path / "whole.parquet")
     whole = (tmp_path / "whole.parquet").read_bytes()
     (tmp_path / "t.parquet").write_bytes(whole[: len(whole) // 2])
-    import tarfile
     import io
+    import tarfile
     with tarfile.open(tmp_path / "whole.tar", "w") as tar:
         for i, line in enumerate(raw.decode().splitlines()[:50]):
             data = json.loads(line)["text"].encode()

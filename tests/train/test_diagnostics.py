@@ -3,8 +3,14 @@
 import math
 
 from myllm_mc.train.callbacks import CallbackList, Control, StepRecord
-from myllm_mc.train.diagnostics import (NONFINITE_EXIT, InitialLossCheck, LossSpikeDetector, NonFiniteGuard,
-                                        initial_loss_message, robust_zscore)
+from myllm_mc.train.diagnostics import (
+    NONFINITE_EXIT,
+    InitialLossCheck,
+    LossSpikeDetector,
+    NonFiniteGuard,
+    initial_loss_message,
+    robust_zscore,
+)
 
 
 def record(step, loss, skipped=False, grad_norm=1.0):

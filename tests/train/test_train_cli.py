@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.processes import run_in_group
-
 from myllm_mc.checkpoint import store
 from myllm_mc.train.diagnostics import NONFINITE_EXIT
 from myllm_mc.train.signals import PREEMPTED_EXIT
+from tests.helpers.processes import run_in_group
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,10 +15,9 @@ Each run reports its per-step losses (and DPO metrics); weights digests prove re
 import argparse
 import json
 
-from tests.helpers.torchrun import write_result
-
 from myllm_mc.config import load
 from myllm_mc.train.callbacks import Callback
+from tests.helpers.torchrun import write_result
 
 TASKS = "data/tasks"
 SMALL = ["model.num_layers=2", "model.hidden_size=128", "model.ffn_hidden_size=384", "model.kv_channels=32",
@@ -53,9 +52,9 @@ class Recorder(Callback):
 
 def run(kind, overrides, world):
     from myllm_mc.align.dpo import run_dpo
+    from myllm_mc.align.grpo import run_grpo
     from myllm_mc.align.sft import run_sft
     from myllm_mc.train.run import run_training
-    from myllm_mc.align.grpo import run_grpo
     rec = Recorder(eval_at_start=kind == "dpo")
     config = {"pretrain": "configs/tiny.yaml", "grpo": "configs/grpo_tiny.yaml"}.get(kind, "configs/sft_tiny.yaml")
     cfg = load(config, SMALL + overrides, world_size=world)
@@ -69,10 +68,10 @@ def greedy_accuracy(overrides, weights, records, max_new=16):
     import torch
 
     from myllm_mc.checkpoint import load_model, resolve_weights
-    from myllm_mc.tasks.verify import follows_format, is_correct
     from myllm_mc.data.tokenizer import Tokenizer
     from myllm_mc.model import build_model
     from myllm_mc.parallel.state import destroy, init_distributed
+    from myllm_mc.tasks.verify import follows_format, is_correct
     cfg = load("configs/sft_tiny.yaml", SMALL + overrides, world_size=1)
     init_distributed(cfg, seed=1)
     (model,) = build_model(cfg)

@@ -5,8 +5,8 @@
 
 import sys
 
-from myllm_mc.config import load
 from myllm_mc.checkpoint import load_model, save_model
+from myllm_mc.config import load
 from myllm_mc.model import build_model
 from myllm_mc.parallel.state import destroy, init_distributed
 from tests.helpers.torchrun import write_result

@@ -15,8 +15,8 @@ import psutil
 import torch
 import torch.distributed as dist
 
-from myllm_mc.config import load
 from myllm_mc.checkpoint import load_model, save_model
+from myllm_mc.config import load
 from myllm_mc.model import build_model, forward_step, random_batch, reduce_loss
 from myllm_mc.model.layers import chunk_positions
 from myllm_mc.parallel.state import destroy, init_distributed

@@ -11,10 +11,9 @@ import argparse
 import hashlib
 import json
 
-from tests.helpers.torchrun import write_result
-
 from myllm_mc.config import load
 from myllm_mc.train.callbacks import Callback
+from tests.helpers.torchrun import write_result
 
 
 class WeightDigest(Callback):
