@@ -10,7 +10,6 @@ import random
 
 import pytest
 
-
 # The slow tier beyond the tests marked `@pytest.mark.slow` in their files: whole folders or tests (a node id
 # prefix) that launch processes or take tens of seconds, with why. The fast tier keeps each stage's in-process
 # tests; these run in CI's second command (`-m slow`).
