@@ -1,5 +1,5 @@
 """The newcomer's first command, `bash examples/quickstart.sh`, end to end in a copy of this checkout: every
-stage runs (rc 0) and each one leaves the figure it exists to produce. About 8 minutes on 2 cores."""
+stage runs (rc 0) and each one leaves the figure it exists to produce. About 3–7 minutes on 2 cores."""
 
 import json
 import math
@@ -28,6 +28,7 @@ def _copy_checkout(dest: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1900)
 @pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs the git checkout")
 def test_quickstart_runs_the_whole_chain(tmp_path):
     repo = tmp_path / "clone"
@@ -41,23 +42,38 @@ def test_quickstart_runs_the_whole_chain(tmp_path):
     assert done.returncode == 0, log[-4000:]
     headers = [line for line in done.stdout.splitlines() if line.startswith("== ")]
     assert [h.split(".")[0] for h in headers] == [f"== {i}" for i in range(1, 14)]
+    # the last line: the total and each stage's seconds
+    last = done.stdout.splitlines()[-1]
+    assert re.fullmatch(r"quickstart: 13 stages in \d+ s \(1: \d+ s( · \d+: \d+ s){12}\)", last), last
     runs = repo / "runs"
-    # 5. pretraining at DP=2 through `--nproc-per-node 2` (torchrun started by the CLI): ≥ 1.5 nats below ln V
+    # 5. pretraining at DP=2 through `--nproc-per-node 2` (torchrun started by the CLI), 60 steps. Measured: train
+    # loss 5.94 at step 60 and held-out loss 6.32 → 5.87 from step 30 to 60. From ln V = 9.01, a model that only
+    # learns token frequencies stops at the corpus's unigram entropy, 6.43 nats under this tokenizer: below 6.25 it
+    # uses the context
     rows = [json.loads(line) for line in (runs / "tiny" / "metrics.jsonl").read_text().splitlines()]
     train, valid = [r for r in rows if r["kind"] == "train"], [r for r in rows if r["kind"] == "valid"]
-    assert train[-1]["step"] == 100 and train[-1]["loss"] < math.log(8192) - 1.5
-    assert [r["step"] for r in valid] == [50, 100] and valid[-1]["loss"] < valid[0]["loss"]
+    assert train[-1]["step"] == 60 and train[-1]["loss"] < 6.25 < math.log(8192)
+    assert [r["step"] for r in valid] == [30, 60] and valid[-1]["loss"] < valid[0]["loss"] - 0.2
     assert all(r["tokens_per_s"] > 0 and r["tflops_per_gpu"] > 0 and r["mfu"] > 0 for r in train)
     assert list((runs / "tiny" / "tensorboard").glob("events.out.tfevents.*"))
     info = describe(runs / "tiny" / "checkpoints")                   # what step 6 (`checkpoint inspect`) prints
-    assert (info["step"], info["layout"]["data"], info["parameters"]) == (100, 2, 5_245_184)
-    assert info["tokens_seen"] == 100 * 16 * 256
-    assert "done: step 100/100" in log
+    assert (info["step"], info["layout"]["data"], info["parameters"]) == (60, 2, 5_245_184)
+    assert info["tokens_seen"] == 60 * 16 * 256
+    assert "done: step 60/60" in log
     # 8. SFT scored its tasks while it trained (training.eval_tasks): it learns to answer and end the turn
+    # (measured: replies 32 tokens, the cap, → 2; held-out loss 2.20 at step 12 → 1.42 at step 24)
     sft = [json.loads(line) for line in (runs / "sft_tiny" / "metrics.jsonl").read_text().splitlines()]
     tasks = [r for r in sft if "task_accuracy" in r]
-    assert [r["step"] for r in tasks] == [0, 20, 40]
+    assert [r["step"] for r in tasks] == [0, 12, 24]
     assert tasks[-1]["task_response_length"] < tasks[0]["task_response_length"] / 4
+    sft_valid = [r for r in sft if r["kind"] == "valid" and "loss" in r]
+    assert [r["step"] for r in sft_valid] == [12, 24] and sft_valid[-1]["loss"] < sft_valid[0]["loss"]
+    # 9. GRPO ran its steps from the SFT model and reported the reward and its parts (the SFT model's replies are
+    # in the answer format: measured format reward 0.80, end-of-turn 0.82), KL to the reference, held-out checks
+    grpo = [json.loads(line) for line in (runs / "grpo_tiny" / "metrics.jsonl").read_text().splitlines()]
+    step = [r for r in grpo if r["kind"] == "train"][-1]
+    assert step["step"] == 4 and 0 < step["reward"] <= 1.3 and step["reward_format"] > 0.5 and step["kl"] >= 0
+    assert [r["step"] for r in grpo if r["kind"] == "valid"] == [0, 4]
     # 10. the comparison table: three checkpoints; SFT answers in the tasks' format, the base model does not
     report = json.loads((runs / "eval.json").read_text())
     assert len(report["checkpoints"]) == 3
