@@ -105,15 +105,41 @@ def _build(cls, values: dict, prefix: str):
     for key, value in values.items():
         dotted = f"{prefix}{key}"
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-            hint = f"did you mean '{prefix}{close[0]}'?" if close else f"valid keys: {', '.join(names)}"
-            raise ConfigError(f"unknown key '{dotted}' — {hint}")
+            raise ConfigError(f"unknown key '{dotted}' — {_hint(str(key), names, prefix)}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value or {}, f"{dotted}.")
         else:
             kwargs[key] = _coerce(value, tp, dotted)
     return cls(**kwargs)
+
+
+def _all_keys(cls=Config, prefix: str = "") -> list:
+    """Every dotted key of the schema, sections included: ['model', 'model.num_layers', ...]."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        keys.append(f"{prefix}{f.name}")
+        tp = _hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys += _all_keys(tp, f"{prefix}{f.name}.")
+    return keys
+
+
+def _hint(key: str, names: list, prefix: str) -> str:
+    """For an unknown `prefix + key`: the same name in another section first (`optimizer.steps` → training.steps,
+    `lr` → optimizer.lr), then a close spelling in this section, then a close spelling anywhere, else the valid keys."""
+    everywhere = _all_keys()
+    same = [k for k in everywhere if k.rsplit(".", 1)[-1] == key]
+    if same:
+        return "did you mean " + " or ".join(f"'{k}'" for k in same) + "?"
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean '{prefix}{close[0]}'?"
+    leaves = {k.rsplit(".", 1)[-1]: k for k in reversed(everywhere)}
+    close = difflib.get_close_matches(key, list(leaves), n=1, cutoff=0.8)
+    if close:
+        return f"did you mean '{leaves[close[0]]}'?"
+    return f"valid keys: {', '.join(names)}"
 
 
 def to_dict(cfg) -> dict:

@@ -20,7 +20,7 @@ class ModelConfig:
     hidden_size: int = 256
     num_attention_heads: int = 4
     num_query_groups: int = 2           # grouped-query attention: key/value heads
-    kv_channels: int = 64               # head dimension
+    kv_channels: Optional[int] = 64     # head dimension; null = hidden_size / num_attention_heads
     ffn_hidden_size: int = 768          # SwiGLU intermediate size
     vocab_size: int = 8192
     seq_length: int = 256

@@ -164,7 +164,21 @@ def _check_training(cfg: Config) -> None:
         raise ConfigError(f"plan.mfu: {cfg.plan.mfu} must be a fraction in (0, 1] — fix: e.g. --set plan.mfu=0.5")
 
 
+def resolve_kv_channels(cfg: Config) -> Config:
+    """model.kv_channels null → hidden_size / num_attention_heads (megatron-core's default), so every stage reads
+    a number."""
+    m = cfg.model
+    if m.kv_channels is not None:
+        return cfg
+    if m.num_attention_heads < 1 or m.hidden_size % m.num_attention_heads:
+        raise ConfigError(f"model.kv_channels: null derives it as hidden_size / num_attention_heads, but"
+                          f" {m.hidden_size} / {m.num_attention_heads} is not a whole number — fix: --set"
+                          f" model.kv_channels=N or a head count that divides model.hidden_size")
+    return dataclasses.replace(cfg, model=dataclasses.replace(m, kv_channels=m.hidden_size // m.num_attention_heads))
+
+
 def resolve_and_validate(cfg: Config, world_size: Optional[int] = None) -> Config:
+    cfg = resolve_kv_channels(cfg)
     _positive(cfg)
     cfg = dataclasses.replace(cfg, parallel=resolve_layout(cfg.parallel, world_size))
     _check_model(cfg)
