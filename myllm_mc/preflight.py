@@ -11,7 +11,6 @@ before the process group forms. Each failure is one ConfigError line (exit 2).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import List, Tuple
@@ -21,22 +20,33 @@ from myllm_mc.checkpoint.errors import CheckpointError
 from myllm_mc.config import Config, ConfigError, dump, load
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.data.datasets import parse_blend
+from myllm_mc.data.index_file import read_index, split_sizes
 from myllm_mc.data.readers import InputError
 from myllm_mc.data.tokenizer import Tokenizer, TokenizerError
 from myllm_mc.tasks.selection import eval_task_names
 
 MANY_EPOCHS = 10          # beyond this a run mostly memorises its data
-_IDX_DTYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 8, 7: 4, 8: 2}   # megatron-core's .idx dtype codes
 
 
-def dataset_tokens(prefix: str) -> int:
-    """Tokens in an indexed dataset from its .idx header and .bin size (no megatron-core import)."""
-    with open(f"{prefix}.idx", "rb") as f:
-        header = f.read(18)
-    if len(header) < 18 or not header.startswith(b"MMIDIDX"):
-        raise ConfigError(f"data.blend: {prefix}.idx is not a megatron-core index — fix: re-run "
-                          f"tools/preprocess_data.py for it")
-    return os.path.getsize(f"{prefix}.bin") // _IDX_DTYPE_BYTES.get(header[17], 1)
+def dataset_tokens(prefix: str, split: str | None = None) -> int:
+    """Tokens in an indexed dataset, its .bin checked against what its .idx describes (no megatron-core import);
+    with `split`, a split that would get none of its documents is refused too (megatron-core gives an empty train
+    split None, and loops forever on an empty valid/test split it was asked samples of)."""
+    try:
+        index = read_index(prefix)
+    except InputError as err:
+        raise ConfigError(str(err)) from None
+    if split is not None:
+        weights = [float(x) for x in split.split(",")]
+        if weights[0] == 0:
+            raise ConfigError(f"data.split: {split} gives training no documents — fix: a positive first share,"
+                              f" e.g. --set data.split=969,30,1 (or 100,0,0 to train on everything)")
+        for name, weight, size in zip(("train", "valid", "test"), weights, split_sizes(index.sequences, split)):
+            if weight > 0 and size == 0:
+                raise ConfigError(f"data.split: {split} gives the {name} split 0 of the {index.sequences:,} documents"
+                                  f" of {prefix} — fix: preprocess more documents or a split that gives every used"
+                                  f" split at least one (e.g. data.split=90,9,1, or 100,0,0 for train only)")
+    return index.tokens
 
 
 def check_tokenizer(cfg: Config):
@@ -62,7 +72,7 @@ def check_data(cfg: Config) -> List[Tuple[str, int]]:
         prefixes, _ = parse_blend(cfg.data.blend)
     except InputError as err:
         raise ConfigError(str(err)) from None
-    return [(prefix, dataset_tokens(prefix)) for prefix in prefixes]
+    return [(prefix, dataset_tokens(prefix, cfg.data.split)) for prefix in prefixes]
 
 
 def epochs_warning(cfg: Config, sizes: List[Tuple[str, int]]) -> str | None:
@@ -81,9 +91,26 @@ def epochs_warning(cfg: Config, sizes: List[Tuple[str, int]]) -> str | None:
             f"data or fewer training.steps")
 
 
+def check_output_dirs(cfg: Config) -> None:
+    """checkpoint.dir and logging.dir are directories or can be made ones: neither they nor a parent is a file (the
+    run would stop at its first save or log line with a bare FileExistsError / NotADirectoryError)."""
+    for key, value in (("checkpoint.dir", cfg.checkpoint.dir), ("logging.dir", cfg.logging.dir)):
+        if not value:
+            continue
+        path = Path(value)
+        for at in (path, *path.parents):
+            if at.exists():
+                if not at.is_dir():
+                    what = "is a file" if at == path else f"has a parent {at} that is a file"
+                    raise ConfigError(f"{key}: {value} {what}, not a directory — fix: --set {key}=ANOTHER_PATH"
+                                      f" or move {at} away")
+                break
+
+
 def check_checkpoint(cfg: Config) -> None:
     """checkpoint.dir not held by a live run; the checkpoint a resume would pick matches the model and tokenizer."""
     c = cfg.checkpoint
+    check_output_dirs(cfg)
     try:
         if c.dir:
             lock.refuse_if_held(c.dir)
