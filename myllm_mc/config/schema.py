@@ -29,7 +29,15 @@ class ModelConfig:
     activation: Literal["swiglu", "gelu"] = "swiglu"
     position_embedding: Literal["rope", "learned_absolute"] = "rope"
     rotary_base: int = 10000
+    rope_scaling: Literal["none", "llama3"] = "none"   # llama3: Llama 3.1/3.2 frequency scaling, megatron-core's
+    #                                     rope_scaling (its low/high frequency factors 1 and 4 and original context
+    #                                     8,192 are fixed there, as in every Llama 3.x release)
+    rope_scaling_factor: float = 8.0    # llama3 scaling factor (Llama 3.1: 8, Llama 3.2: 32)
     add_bias: bool = False
+    qkv_bias: bool = False              # bias on the q, k, v projections only (Qwen2); add_bias puts one on every linear
+    qk_norm: bool = False               # RMSNorm over each query and key head before RoPE (Qwen3)
+    family: str = "llama"               # the HF / GGUF architecture export writes (myllm_mc/interop/families:
+    #                                     llama, mistral, qwen2, qwen3); import sets it from the file
     tie_embeddings: bool = True
     init_std: float = 0.02
     make_vocab_size_divisible_by: int = 128

@@ -78,6 +78,12 @@ def _check_model(cfg: Config) -> None:
         raise ConfigError(
             f"model.num_query_groups: {m.num_query_groups} does not divide num_attention_heads"
             f" {m.num_attention_heads} — fix: use a divisor of {m.num_attention_heads}")
+    if not (math.isfinite(m.rope_scaling_factor) and m.rope_scaling_factor >= 1):
+        raise ConfigError(f"model.rope_scaling_factor: {m.rope_scaling_factor} must be a number ≥ 1 — fix: e.g."
+                          " --set model.rope_scaling_factor=8 (Llama 3.1) or 32 (Llama 3.2)")
+    if m.add_bias and m.qkv_bias:
+        raise ConfigError("model.qkv_bias: model.add_bias already puts a bias on q, k and v — fix: --set"
+                          " model.qkv_bias=false")
     if m.precision == "fp8" and m.spec == "local":
         raise ConfigError("model.precision: fp8 needs Transformer Engine kernels but model.spec is local"
                           " — fix: --set model.spec=te (GPU) or --set model.precision=bf16")

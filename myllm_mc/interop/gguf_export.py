@@ -1,7 +1,10 @@
 """Checkpoint (any layout) → one GGUF file for llama.cpp: F32, F16, BF16, Q8_0 or Q4_0, with the tokenizer inside.
 
-The weights go through the HF layout (myllm_mc.model.llama_layout), then q and k are permuted into llama.cpp's
-rotary layout; without that permutation llama.cpp loads the file and produces garbage. Norms stay F32; a
+The weights go through the HF layout (myllm_mc.model.llama_layout) and are written under the family's llama.cpp
+architecture (families/: llama and mistral as `llama`, `qwen2`, `qwen3`). For `llama`, q and k are permuted into
+llama.cpp's rotary layout (adjacent pairs); without that permutation llama.cpp loads the file and produces garbage.
+`qwen2`/`qwen3` rotate halves in llama.cpp as in HF: no permutation. Llama 3.x's rope scaling travels as
+`rope_freqs.weight`, the per-frequency divisors llama.cpp's own converter writes. Norms and biases stay F32; a
 matrix whose rows are not whole 32-weight blocks falls back to F16 (the planner's weight_formats does the same
 arithmetic, and the summary prints both sizes). The file is written beside its destination and renamed at the end.
 """
@@ -20,8 +23,10 @@ from myllm_mc.config import Config
 from myllm_mc.model.llama_layout import LlamaShape, hf_to_gguf_name, megatron_to_hf, rotary_heads, to_gguf_rotary
 from myllm_mc.plan.weight_formats import matrix_format, weight_bytes
 
+from .families import Family, family_of
+from .families.llama import rope_freq_factors
 from .tokenizer_files import read_tokenizer_info
-from .weights import ConversionError, check_llama, load_full_state
+from .weights import ConversionError, load_full_state
 
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
 
@@ -103,26 +108,29 @@ def write_gguf_metadata(writer, cfg: Config, shape: LlamaShape, fmt: str, tokeni
 
 
 def write_gguf(tensors: Dict[str, torch.Tensor], cfg: Config, shape: LlamaShape, fmt: str, tokenizer: Optional[dict],
-               out: Path) -> tuple[int, int]:
+               out: Path, family: Optional[Family] = None) -> tuple[int, int]:
     """Write HF-named fp32 tensors as GGUF to `out` (atomically). Returns (tensor count, F16 fallbacks)."""
     import gguf
 
+    family = family or family_of(cfg.model)
     tmp = out.with_name(f".{out.name}.tmp")
     fallbacks = 0
+    named = {hf_to_gguf_name(name): tensor.float().numpy() for name, tensor in tensors.items()}
+    if cfg.model.rope_scaling == "llama3":
+        named["rope_freqs.weight"] = np.array(rope_freq_factors(cfg.model), dtype=np.float32)
     try:
-        writer = gguf.GGUFWriter(str(tmp), "llama")
+        writer = gguf.GGUFWriter(str(tmp), family.gguf_arch)
         write_gguf_metadata(writer, cfg, shape, fmt, tokenizer)
-        for name, tensor in tensors.items():
-            array = tensor.float().numpy()
-            heads = rotary_heads(name, shape)
+        for (name, array), hf_name in zip(named.items(), list(tensors) + [None]):
+            heads = rotary_heads(hf_name, shape) if hf_name and family.gguf_rotary_permute else None
             if heads is not None:
                 array = to_gguf_rotary(array, heads)
             data, qtype = encode_tensor(array, fmt)
             fallbacks += int(array.ndim == 2 and fmt in ("q8_0", "q4_0") and qtype.name == "F16")
             if data.dtype == np.uint8:
-                writer.add_tensor(hf_to_gguf_name(name), data, raw_dtype=qtype)
+                writer.add_tensor(name, data, raw_dtype=qtype)
             else:
-                writer.add_tensor(hf_to_gguf_name(name), data)
+                writer.add_tensor(name, data)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -139,7 +147,8 @@ def export_gguf(cfg: Config, checkpoint: str, out: str | Path, fmt: str = "f16",
     """Write `checkpoint` (trained with `cfg`, any layout) as one GGUF file of type `fmt`."""
     if fmt not in GGUF_TYPES:
         raise ConversionError(f"--type {fmt}: not a GGUF type this exporter writes — fix: one of {', '.join(GGUF_TYPES)}")
-    shape = check_llama(cfg)
+    family = family_of(cfg.model)
+    shape = LlamaShape.of(cfg.model)
     out = Path(out)
     if out.exists():
         raise ConversionError(f"--out {out} already exists — fix: remove it or choose another path")
@@ -150,6 +159,6 @@ def export_gguf(cfg: Config, checkpoint: str, out: str | Path, fmt: str = "f16",
     from .gguf_tokenizer import gguf_tokenizer_fields
     fields = gguf_tokenizer_fields(read_tokenizer_info(tokenizer), shape.vocab)
     tensors = megatron_to_hf(load_full_state(cfg, checkpoint), shape)
-    count, fallbacks = write_gguf(tensors, cfg, shape, fmt, fields, out)
+    count, fallbacks = write_gguf(tensors, cfg, shape, fmt, fields, out, family)
     return GGUFExport(out=out, fmt=fmt, file_bytes=out.stat().st_size, planned_weight_bytes=weight_bytes(cfg.model, fmt),
                       tensors=count, fallbacks=fallbacks)

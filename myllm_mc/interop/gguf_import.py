@@ -17,7 +17,8 @@ import torch
 
 from myllm_mc.model.llama_layout import LlamaShape, from_gguf_rotary, gguf_to_hf_names, rotary_heads
 
-from .hf_import import Imported, rope_base, write_imported
+from .families.common import rope_base
+from .hf_import import Imported, write_imported
 from .weights import ConversionError
 
 

@@ -1,4 +1,5 @@
-"""Checkpoint (any layout) → a Hugging Face directory that `transformers` loads as LlamaForCausalLM, no custom code.
+"""Checkpoint (any layout) → a Hugging Face directory that `transformers` loads as its own class for the config's
+model.family (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM; families/), no custom code.
 
     config.json, generation_config.json       the architecture and the stop tokens
     model.safetensors                         (model-0000N-of-0000M.safetensors + index above --max-shard-size)
@@ -23,8 +24,9 @@ import torch
 from myllm_mc.config import Config
 from myllm_mc.model.llama_layout import LlamaShape, megatron_to_hf
 
+from .families import Family, family_hf_config, family_of
 from .tokenizer_files import read_tokenizer_info, write_hf_tokenizer
-from .weights import ConversionError, check_llama, load_full_state
+from .weights import ConversionError, load_full_state
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 _HF_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
@@ -43,19 +45,8 @@ class HFExport:
                 f" {self.shards} safetensors file{'s' if self.shards > 1 else ''}) to {self.out}")
 
 
-def hf_config(shape: LlamaShape, cfg: Config, dtype: torch.dtype, token_ids: dict) -> dict:
-    m = cfg.model
-    return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "hidden_size": shape.hidden, "intermediate_size": shape.ffn, "num_hidden_layers": shape.num_layers,
-        "num_attention_heads": shape.heads, "num_key_value_heads": shape.groups, "head_dim": shape.head_dim,
-        "vocab_size": shape.vocab, "max_position_embeddings": m.seq_length, "rms_norm_eps": m.norm_epsilon,
-        # transformers ≥ 5 reads rope_parameters, earlier versions rope_theta
-        "rope_theta": float(m.rotary_base), "rope_parameters": {"rope_type": "default", "rope_theta": float(m.rotary_base)},
-        "hidden_act": "silu", "attention_bias": False, "mlp_bias": False, "attention_dropout": 0.0,
-        "tie_word_embeddings": shape.tied, "torch_dtype": _HF_DTYPE_NAMES[dtype], "use_cache": True,
-        "initializer_range": m.init_std, **token_ids,
-    }
+def hf_config(family: Family, cfg: Config, dtype: torch.dtype, token_ids: dict) -> dict:
+    return {**family_hf_config(family, cfg.model), "torch_dtype": _HF_DTYPE_NAMES[dtype], **token_ids}
 
 
 def write_safetensors(tensors: Dict[str, torch.Tensor], out: Path, max_shard_bytes: int) -> int:
@@ -118,7 +109,8 @@ def export_hf(cfg: Config, checkpoint: str, out: str | Path, dtype: str = "f32",
     if dtype not in DTYPES:
         raise ConversionError(f"--type {dtype}: HF export writes f32, f16 or bf16 — fix: pass one of those"
                               " (quantized types are for GGUF)")
-    shape = check_llama(cfg)
+    family = family_of(cfg.model)
+    shape = LlamaShape.of(cfg.model)
     tokenizer = tokenizer or cfg.data.tokenizer
     info = read_tokenizer_info(tokenizer) if tokenizer else None
     out, tmp = prepare_out(out)
@@ -136,6 +128,6 @@ def export_hf(cfg: Config, checkpoint: str, out: str | Path, dtype: str = "f32",
             (tmp / "generation_config.json").write_text(json.dumps(
                 {"bos_token_id": ids["bos_token_id"], "eos_token_id": stops, "pad_token_id": ids["pad_token_id"],
                  "do_sample": False}, indent=2) + "\n")
-        (tmp / "config.json").write_text(json.dumps(hf_config(shape, cfg, DTYPES[dtype], ids), indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(hf_config(family, cfg, DTYPES[dtype], ids), indent=2) + "\n")
     return HFExport(out=out, tensors=len(tensors), parameters=sum(t.numel() for t in tensors.values()),
                     bytes=sum(t.numel() * t.element_size() for t in tensors.values()), shards=shards)

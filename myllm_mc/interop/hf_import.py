@@ -1,4 +1,5 @@
-"""A Llama-architecture HF directory → our config (YAML) + a megatron distributed checkpoint, at any layout later.
+"""An HF directory of a supported family (Llama 3.x, Mistral, Qwen2.5, Qwen3: families/) → our config (YAML) + a
+megatron distributed checkpoint, at any layout later.
 
     OUT/config.yaml      the model group derived from config.json (other groups from --config, if given);
                          data.tokenizer and checkpoint.init_from point at the two folders below, so
@@ -23,6 +24,7 @@ from myllm_mc.config import Config, dump, from_dict
 from myllm_mc.config.loader import read_yaml
 from myllm_mc.model.llama_layout import LlamaShape, hf_names, hf_to_megatron
 
+from .families import family_fields, family_for_hf
 from .weights import ConversionError, save_full_state
 
 
@@ -35,41 +37,15 @@ class Imported:
 
     def summary(self) -> str:
         m = self.config.model
-        return (f"imported {self.parameters:,} parameters (planner: {self.planned_parameters:,}) — {m.num_layers} layers,"
+        return (f"imported {self.parameters:,} parameters (planner: {self.planned_parameters:,}) — {m.family},"
+                f" {m.num_layers} layers,"
                 f" hidden {m.hidden_size}, {m.num_attention_heads} heads / {m.num_query_groups} KV heads, vocab"
                 f" {m.vocab_size:,} → {self.out}/config.yaml, {self.out}/checkpoint")
 
 
-def rope_base(value) -> int:
-    """model.rotary_base is an int (every Llama uses a whole number); refuse a fractional one rather than round it."""
-    if float(value) != int(float(value)):
-        raise ConversionError(f"rope theta {value} is not a whole number — fix: model.rotary_base holds integers")
-    return int(float(value))
-
-
 def model_fields_from_hf(config: dict, where: str) -> dict:
-    """ModelConfig fields for an HF Llama config.json; anything Llama-incompatible is refused in one line."""
-    arch = (config.get("architectures") or ["?"])[0]
-    if config.get("model_type") != "llama" and arch != "LlamaForCausalLM":
-        raise ConversionError(f"{where}: model_type {config.get('model_type')!r} ({arch}) is not Llama — fix: import a"
-                              " LlamaForCausalLM checkpoint (other architectures are not supported)")
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    if rope.get("rope_type", rope.get("type", "default")) != "default":
-        raise ConversionError(f"{where}: rope scaling {rope.get('rope_type', rope.get('type'))!r} is not supported"
-                              " — fix: import a model with plain RoPE")
-    if config.get("hidden_act", "silu") != "silu" or config.get("attention_bias") or config.get("mlp_bias"):
-        raise ConversionError(f"{where}: hidden_act={config.get('hidden_act')}, biases on — fix: MyLLM imports"
-                              " SiLU-gated Llama models without biases")
-    heads = config["num_attention_heads"]
-    return dict(
-        num_layers=config["num_hidden_layers"], hidden_size=config["hidden_size"], num_attention_heads=heads,
-        num_query_groups=config.get("num_key_value_heads") or heads,
-        kv_channels=config.get("head_dim") or config["hidden_size"] // heads,
-        ffn_hidden_size=config["intermediate_size"], vocab_size=config["vocab_size"],
-        seq_length=config.get("max_position_embeddings", 2048), norm_epsilon=config.get("rms_norm_eps", 1e-6),
-        rotary_base=rope_base(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
-        tie_embeddings=bool(config.get("tie_word_embeddings", False)),
-        normalization="RMSNorm", activation="swiglu", position_embedding="rope", add_bias=False)
+    """ModelConfig fields for an HF config.json of a supported family; anything else is refused in one line."""
+    return family_fields(family_for_hf(config, where), config, where)
 
 
 def read_safetensors(directory: Path) -> Dict[str, torch.Tensor]:

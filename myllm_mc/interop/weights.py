@@ -13,9 +13,8 @@ from typing import Dict
 
 import torch
 
-from myllm_mc.config import Config, ConfigError, from_dict, to_dict
+from myllm_mc.config import Config, from_dict, to_dict
 from myllm_mc.errors import MyllmError
-from myllm_mc.model.llama_layout import LlamaShape
 
 SINGLE_PROCESS = ["parallel.world_size=1", "parallel.tensor=1", "parallel.pipeline=1", "parallel.virtual_pipeline=null",
                   "parallel.context=1", "parallel.data=1", "parallel.sequence_parallel=false",
@@ -29,18 +28,6 @@ class ConversionError(MyllmError, ValueError):
 def single_process(cfg: Config, precision: str = "fp32") -> Config:
     """The same model at TP=1/PP=1, local spec, in `precision` (what conversion builds)."""
     return from_dict(to_dict(cfg), SINGLE_PROCESS + [f"model.precision={precision}"], world_size=1)
-
-
-def check_llama(cfg: Config) -> LlamaShape:
-    """Conversion covers MyLLM's architecture, i.e. Llama's; anything else is refused before work starts."""
-    m = cfg.model
-    problems = [f"{name}={value}" for name, value, want in (
-        ("model.activation", m.activation, "swiglu"), ("model.position_embedding", m.position_embedding, "rope"),
-        ("model.normalization", m.normalization, "RMSNorm"), ("model.add_bias", m.add_bias, False)) if value != want]
-    if problems:
-        raise ConfigError(f"{', '.join(problems)}: HF/GGUF Llama needs swiglu, rope, RMSNorm and no biases"
-                          " — fix: convert a model trained with MyLLM's architecture")
-    return LlamaShape.of(m)
 
 
 def build_single(cfg: Config):

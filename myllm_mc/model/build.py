@@ -50,6 +50,8 @@ def build_model(cfg: Config, on_meta_device: bool = False) -> list:
                 share_embeddings_and_output_weights=cfg.model.tie_embeddings,
                 position_embedding_type=cfg.model.position_embedding,
                 rotary_base=cfg.model.rotary_base,
+                rope_scaling=cfg.model.rope_scaling == "llama3",
+                rope_scaling_factor=cfg.model.rope_scaling_factor,
                 parallel_output=True,
                 vp_stage=vp_stage,
             )

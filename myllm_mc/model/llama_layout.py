@@ -1,4 +1,9 @@
-"""Tensor names and layouts: megatron-core GPTModel (TP=1, PP=1, local spec) ↔ HF Llama ↔ GGUF "llama".
+"""Tensor names and layouts: megatron-core GPTModel (TP=1, PP=1, local spec) ↔ HF Llama-style ↔ GGUF.
+
+Every family the interop registry converts (myllm_mc/interop/families: Llama, Mistral, Qwen2, Qwen3) uses these
+names; the families differ only by two optional tensor kinds, both flags of the shape: q/k/v biases (Qwen2,
+`qkv_bias`, fused into `linear_qkv.bias` with the same per-group row order as the weight) and per-head q/k
+RMSNorm weights (Qwen3, `qk_norm`: megatron's `q_layernorm`/`k_layernorm`, HF's `q_norm`/`k_norm`).
 
 Kept beside the model it maps (torchtitan's state_dict_adapter idea): when a layer changes, this file changes.
 
@@ -32,12 +37,14 @@ class LlamaShape:
     ffn: int
     vocab: int
     tied: bool
+    qkv_bias: bool = False
+    qk_norm: bool = False
 
     @classmethod
     def of(cls, model_cfg) -> "LlamaShape":
         m = model_cfg
         return cls(m.num_layers, m.hidden_size, m.num_attention_heads, m.num_query_groups, m.kv_channels,
-                   m.ffn_hidden_size, m.vocab_size, m.tie_embeddings)
+                   m.ffn_hidden_size, m.vocab_size, m.tie_embeddings, qkv_bias=m.qkv_bias, qk_norm=m.qk_norm)
 
 
 # per-layer tensors: (megatron suffix, HF suffix, GGUF suffix); q/k/v and gate/up are handled by split/fuse below
@@ -50,6 +57,12 @@ _LAYER_NAMES = [
 _SPLIT_NAMES = {"q": ("self_attn.q_proj.weight", "attn_q.weight"), "k": ("self_attn.k_proj.weight", "attn_k.weight"),
                 "v": ("self_attn.v_proj.weight", "attn_v.weight"), "gate": ("mlp.gate_proj.weight", "ffn_gate.weight"),
                 "up": ("mlp.up_proj.weight", "ffn_up.weight")}
+_QK_NORM_NAMES = [
+    ("self_attention.q_layernorm.weight", "self_attn.q_norm.weight", "attn_q_norm.weight"),
+    ("self_attention.k_layernorm.weight", "self_attn.k_norm.weight", "attn_k_norm.weight"),
+]
+_BIAS_NAMES = {"q": ("self_attn.q_proj.bias", "attn_q.bias"), "k": ("self_attn.k_proj.bias", "attn_k.bias"),
+               "v": ("self_attn.v_proj.bias", "attn_v.bias")}
 _GLOBAL_NAMES = [  # (megatron, HF, GGUF)
     ("embedding.word_embeddings.weight", "model.embed_tokens.weight", "token_embd.weight"),
     ("decoder.final_layernorm.weight", "model.norm.weight", "output_norm.weight"),
@@ -57,12 +70,19 @@ _GLOBAL_NAMES = [  # (megatron, HF, GGUF)
 ]
 
 
+def _layer_renames(shape: LlamaShape) -> list[tuple[str, str, str]]:
+    """(megatron, HF, GGUF) suffixes of one layer's tensors that are a plain rename."""
+    return _LAYER_NAMES + (_QK_NORM_NAMES if shape.qk_norm else [])
+
+
 def hf_names(shape: LlamaShape) -> list[str]:
-    """Every tensor name an HF LlamaForCausalLM checkpoint of this shape must hold."""
+    """Every tensor name an HF checkpoint of this shape must hold."""
     names = [hf for _, hf, _ in _GLOBAL_NAMES if shape.tied is False or hf != "lm_head.weight"]
     for i in range(shape.num_layers):
-        names += [f"model.layers.{i}.{hf}" for _, hf, _ in _LAYER_NAMES]
+        names += [f"model.layers.{i}.{hf}" for _, hf, _ in _layer_renames(shape)]
         names += [f"model.layers.{i}.{hf}" for hf, _ in _SPLIT_NAMES.values()]
+        if shape.qkv_bias:
+            names += [f"model.layers.{i}.{hf}" for hf, _ in _BIAS_NAMES.values()]
     return names
 
 
@@ -72,10 +92,8 @@ def hf_to_gguf_name(name: str) -> str:
             return gguf
     if name.startswith("model.layers."):
         index, suffix = name[len("model.layers."):].split(".", 1)
-        for _, hf, gguf in _LAYER_NAMES:
-            if suffix == hf:
-                return f"blk.{index}.{gguf}"
-        for hf, gguf in _SPLIT_NAMES.values():
+        pairs = [(hf, gguf) for _, hf, gguf in _LAYER_NAMES + _QK_NORM_NAMES]
+        for hf, gguf in pairs + list(_SPLIT_NAMES.values()) + list(_BIAS_NAMES.values()):
             if suffix == hf:
                 return f"blk.{index}.{gguf}"
     raise KeyError(f"no GGUF name for HF tensor {name!r}")
@@ -87,7 +105,9 @@ def gguf_to_hf_names(shape: LlamaShape) -> Dict[str, str]:
 
 
 def split_qkv(qkv: torch.Tensor, shape: LlamaShape):
-    """megatron's grouped [q..., k, v] rows per KV head → (q, k, v) in HF's head-major layout."""
+    """megatron's grouped [q..., k, v] rows per KV head → (q, k, v) in HF's head-major layout (a bias vector too)."""
+    if qkv.dim() == 1:
+        return tuple(t[:, 0] for t in split_qkv(qkv[:, None], shape))
     per_group = shape.heads // shape.groups
     grouped = qkv.reshape(shape.groups, (per_group + 2) * shape.head_dim, -1)
     q_rows = per_group * shape.head_dim
@@ -98,6 +118,8 @@ def split_qkv(qkv: torch.Tensor, shape: LlamaShape):
 
 
 def fuse_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: LlamaShape) -> torch.Tensor:
+    if q.dim() == 1:
+        return fuse_qkv(q[:, None], k[:, None], v[:, None], shape)[:, 0]
     per_group = shape.heads // shape.groups
     hidden = q.shape[-1]
     q = q.reshape(shape.groups, per_group * shape.head_dim, hidden)
@@ -114,15 +136,18 @@ def megatron_to_hf(state: Dict[str, torch.Tensor], shape: LlamaShape) -> Dict[st
             out[hf] = state[meg][:shape.vocab] if hf in ("model.embed_tokens.weight", "lm_head.weight") else state[meg]
     for i in range(shape.num_layers):
         meg, hf = f"decoder.layers.{i}.", f"model.layers.{i}."
-        for meg_suffix, hf_suffix, _ in _LAYER_NAMES:
+        for meg_suffix, hf_suffix, _ in _layer_renames(shape):
             out[hf + hf_suffix] = state[meg + meg_suffix]
+        if shape.qkv_bias:
+            for key, tensor in zip("qkv", split_qkv(state[meg + "self_attention.linear_qkv.bias"], shape)):
+                out[hf + _BIAS_NAMES[key][0]] = tensor
         q, k, v = split_qkv(state[meg + "self_attention.linear_qkv.weight"], shape)
         gate, up = state[meg + "mlp.linear_fc1.weight"].chunk(2, dim=0)
         for key, tensor in zip(("q", "k", "v", "gate", "up"), (q, k, v, gate, up)):
             out[hf + _SPLIT_NAMES[key][0]] = tensor
     missing = set(hf_names(shape)) - set(out)
     if missing:
-        raise KeyError(f"the model state lacks {sorted(missing)[:3]} — is it a Llama-architecture GPTModel?")
+        raise KeyError(f"the model state lacks {sorted(missing)[:3]} — does the config match the checkpoint?")
     return {name: tensor.contiguous() for name, tensor in out.items()}
 
 
@@ -137,8 +162,11 @@ def hf_to_megatron(tensors: Dict[str, torch.Tensor], shape: LlamaShape, padded_v
             out[meg] = padded(tensors[hf]) if hf in ("model.embed_tokens.weight", "lm_head.weight") else tensors[hf]
     for i in range(shape.num_layers):
         meg, hf = f"decoder.layers.{i}.", f"model.layers.{i}."
-        for meg_suffix, hf_suffix, _ in _LAYER_NAMES:
+        for meg_suffix, hf_suffix, _ in _layer_renames(shape):
             out[meg + meg_suffix] = tensors[hf + hf_suffix]
+        if shape.qkv_bias:
+            out[meg + "self_attention.linear_qkv.bias"] = fuse_qkv(*(tensors[hf + _BIAS_NAMES[key][0]]
+                                                                     for key in "qkv"), shape)
         q, k, v, gate, up = (tensors[hf + _SPLIT_NAMES[key][0]] for key in ("q", "k", "v", "gate", "up"))
         out[meg + "self_attention.linear_qkv.weight"] = fuse_qkv(q, k, v, shape)
         out[meg + "mlp.linear_fc1.weight"] = torch.cat([gate, up], dim=0)

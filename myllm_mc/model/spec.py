@@ -3,7 +3,7 @@
 te    megatron-core's Transformer Engine spec (fused norm+linear, TE attention with native context parallelism,
       FP8). Its final norm is TENorm, chosen by megatron's TransformerBlock.
 local megatron-core's local spec (plain torch) with two substitutions: our RMSNorm (`layers.py`, sequence
-      parallelism) for both layer norms and the final norm, and, with `model.attention_backend: sdpa` (the
+      parallelism) for both layer norms, the final norm and the q/k norms (`model.qk_norm`), and, with `model.attention_backend: sdpa` (the
       default), our SDPA core attention (`sdpa_attention.py`: fused kernels, masks, context parallelism) in
       place of megatron's unfused DotProductAttention, which materialises the s×s scores.
 The choice itself (config + hardware) is `myllm_mc.parallel.hardware.resolve_spec`.
@@ -32,21 +32,24 @@ from .sdpa_attention import SDPAAttention
 def layer_spec(cfg: Config, transformer_config, vp_stage: Optional[int] = None):
     """The `transformer_layer_spec` argument for GPTModel on this rank and virtual stage."""
     if resolve_spec(cfg.model) == "te":
-        return get_gpt_layer_with_transformer_engine_spec()
+        return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=cfg.model.qk_norm)
     return _local_block_spec(cfg, transformer_config, vp_stage)
 
 
 def _local_block_spec(cfg: Config, transformer_config, vp_stage: Optional[int]):
-    spec = get_gpt_layer_local_spec(normalization=cfg.model.normalization)
+    spec = get_gpt_layer_local_spec(normalization=cfg.model.normalization, qk_layernorm=cfg.model.qk_norm)
     layer = spec.submodules
     attention = layer.self_attention
     if cfg.model.attention_backend == "unfused" and cfg.parallel.context > 1:
         raise ConfigError("model.attention_backend: unfused (megatron's DotProductAttention) has no context"
                           " parallelism — fix: --set model.attention_backend=sdpa or parallel.context=1")
+    norm = RMSNorm if cfg.model.normalization == "RMSNorm" else layer.input_layernorm
     if cfg.model.attention_backend == "sdpa":
         attention = dataclasses.replace(attention, submodules=dataclasses.replace(
             attention.submodules, core_attention=SDPAAttention))
-    norm = RMSNorm if cfg.model.normalization == "RMSNorm" else layer.input_layernorm
+    if cfg.model.qk_norm:   # Qwen3's per-head q/k RMSNorm: ours (megatron's torch norm refuses sequence parallelism)
+        attention = dataclasses.replace(attention, submodules=dataclasses.replace(
+            attention.submodules, q_layernorm=norm, k_layernorm=norm))
     spec = dataclasses.replace(spec, submodules=dataclasses.replace(
         layer, input_layernorm=norm, pre_mlp_layernorm=norm, self_attention=attention))
     # the final norm is not part of the layer spec: a block spec carries it

@@ -50,7 +50,9 @@ def transformer_config(cfg: Config, on_meta_device: bool = False):
         num_attention_heads=m.num_attention_heads, num_query_groups=m.num_query_groups,
         kv_channels=m.kv_channels, normalization=m.normalization, layernorm_epsilon=m.norm_epsilon,
         gated_linear_unit=True, activation_func=F.silu,
-        add_bias_linear=m.add_bias, add_qkv_bias=m.add_bias,
+        add_bias_linear=m.add_bias, add_qkv_bias=m.add_bias or m.qkv_bias,
+        # q/k norms: megatron's finalize_model_grads all-reduces their grads over TP (each rank holds other heads)
+        qk_layernorm=m.qk_norm,
         hidden_dropout=0.0, attention_dropout=0.0, init_method_std=m.init_std,
         # layout
         tensor_model_parallel_size=p.tensor, pipeline_model_parallel_size=p.pipeline,

@@ -41,14 +41,25 @@ def norm_params(model_cfg) -> int:
     return model_cfg.hidden_size * (2 if model_cfg.normalization == "LayerNorm" else 1)
 
 
+def attention_vector_params_per_layer(model_cfg) -> int:
+    """The attention's vectors: biases (q, k, v, o with add_bias; q, k, v with qkv_bias, Qwen2) and the per-head
+    q/k norm weights (qk_norm, Qwen3: one head_dim vector each, shared by all heads; megatron counts them under
+    self_attention)."""
+    m = model_cfg
+    query = m.num_attention_heads * m.kv_channels
+    key_value = m.num_query_groups * m.kv_channels
+    biases = (query + 2 * key_value + m.hidden_size) if m.add_bias else (query + 2 * key_value) if m.qkv_bias else 0
+    qk_norm = 2 * m.kv_channels * (2 if m.normalization == "LayerNorm" else 1) if m.qk_norm else 0
+    return biases + qk_norm
+
+
 def attention_params_per_layer(model_cfg) -> int:
-    """q: h × (heads·d), k and v: h × (groups·d) each (GQA), output: (heads·d) × h; biases on all four when add_bias."""
+    """q: h × (heads·d), k and v: h × (groups·d) each (GQA), output: (heads·d) × h; plus the vectors above."""
     m = model_cfg
     query = m.num_attention_heads * m.kv_channels
     key_value = m.num_query_groups * m.kv_channels
     weights = m.hidden_size * (query + 2 * key_value) + query * m.hidden_size
-    biases = (query + 2 * key_value + m.hidden_size) if m.add_bias else 0
-    return weights + biases
+    return weights + attention_vector_params_per_layer(m)
 
 
 def mlp_params_per_layer(model_cfg) -> int:

@@ -79,6 +79,9 @@ def _parameter_figures(cfg) -> list[Figure]:
     h, f, L = m.hidden_size, m.ffn_hidden_size, m.num_layers
     norm_kind = "weight+bias" if m.normalization == "LayerNorm" else "weight"
     bias = " + biases" if m.add_bias else ", no biases"
+    attention_extra = bias if m.add_bias else (" + q,k,v biases" if m.qkv_bias else ", no biases")
+    if m.qk_norm:
+        attention_extra += f" + q/k norms 2 × {m.kv_channels}"
     mlp_why = (f"SwiGLU: 3 matrices (gate, up, down) × {h:,}×{f:,}" if m.activation == "swiglu"
                else f"GeLU: 2 matrices × {h:,}×{f:,}") + bias
     pos = f" + learned positions {m.seq_length:,}×{h:,}" if m.position_embedding == "learned_absolute" else \
@@ -97,7 +100,7 @@ def _parameter_figures(cfg) -> list[Figure]:
                f"vocab {m.vocab_size:,} × hidden {h:,}{pos}"),
         Figure("params.attention_per_layer", S, "attention per layer", b.attention_per_layer, "",
                f"q {h:,}×{q:,} + k,v 2 × {h:,}×{kv:,} ({m.num_query_groups} KV groups × {m.kv_channels})"
-               f" + out {q:,}×{h:,}{bias}"),
+               f" + out {q:,}×{h:,}{attention_extra}"),
         Figure("params.mlp_per_layer", S, "MLP per layer", b.mlp_per_layer, "", mlp_why),
         Figure("params.norms_per_layer", S, "norms per layer", 2 * b.norm_per_layer, "",
                f"2 pre-norms ({m.normalization}, {norm_kind}) × {h:,}"),

@@ -8,7 +8,7 @@ The file adds metadata (the tokenizer, ~a few hundred KB) to this figure.
 
 from __future__ import annotations
 
-from .params import parameter_breakdown
+from .params import attention_vector_params_per_layer, parameter_breakdown
 
 BLOCK = 32
 BITS_PER_WEIGHT = {"f32": 32.0, "f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q4_0": 4.5}
@@ -35,4 +35,5 @@ def weight_bytes(model_cfg, fmt: str) -> int:
     matrices.append((m.num_layers * fc1 * m.ffn_hidden_size * m.hidden_size, m.hidden_size))
     matrices.append((m.num_layers * m.ffn_hidden_size * m.hidden_size, m.ffn_hidden_size))   # down projection
     total_bits = sum(count * BITS_PER_WEIGHT[matrix_format(fmt, row)] for count, row in matrices)
-    return int(total_bits // 8) + 4 * b.norms
+    vectors = b.norms + m.num_layers * attention_vector_params_per_layer(m)   # biases and q/k norms: F32 too
+    return int(total_bits // 8) + 4 * vectors

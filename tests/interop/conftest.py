@@ -14,6 +14,22 @@ from interop_helpers import MODEL, REPO, STEPS, corpus_texts
 
 
 @pytest.fixture(scope="session")
+def family_hf_dirs(tmp_path_factory):
+    """{family: HF directory}: a tiny random-weight model of each supported family saved by transformers
+    (tests/interop/family_models.py), with a 1,024-entry byte-level BPE tokenizer learned from the corpus."""
+    import json
+
+    from family_models import FAMILIES, save_family
+
+    from myllm_mc.data.tokenizer_training import train_tokenizer
+
+    root = tmp_path_factory.mktemp("families")
+    (root / "subset.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in corpus_texts(300)[:300]))
+    train_tokenizer([root / "subset.jsonl"], 1024, root / "tokenizer", heldout_every=0)
+    return {family: save_family(family, root / family, root / "tokenizer") for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
 def interop_model(tmp_path_factory):
     """{"cfg", "config_path", "tokenizer", "checkpoint", "root"}: a trained tiny model saved at TP=1."""
     import json
