@@ -94,7 +94,7 @@ def build_sft_data(cfg: Config, tokenizer, conversations, one_epoch: int, echo=p
     """(train arrays, valid arrays or None) for cfg.training.steps steps. Deterministic: every rank builds it."""
     a, seq, steps = cfg.align, cfg.model.seq_length, cfg.training.steps
     train = pack(conversations, seq, tokenizer.pad, a.packing, cfg.training.seed, epochs_to_build(cfg, one_epoch))
-    tokens = sum(len(c.ids) - 1 for c in conversations)
+    tokens = sum(min(len(c.ids) - 1, seq) for c in conversations)     # what is trained on: longer ones are cut
     echo(f"sft: {len(conversations):,} conversations, {tokens:,} tokens, {one_epoch:,} sequences of {seq} per epoch"
          f" ({'packed' if a.packing else 'padded'}, {100 * tokens / (one_epoch * seq):.0f}% real tokens);"
          f" {steps} steps = {steps * cfg.training.global_batch_size / one_epoch:.2f} epochs")
