@@ -105,7 +105,7 @@ def _model_fields(shape: Shape, vocab: int, context: int) -> dict:
 
 def _model_dict_as_cfg(shape: Shape, vocab: int, context: int) -> _ModelView:
     return _ModelView(normalization="RMSNorm", activation="swiglu", position_embedding="rope", add_bias=False,
-                      tie_embeddings=True, **_model_fields(shape, vocab, context))
+                      qkv_bias=False, qk_norm=False, tie_embeddings=True, **_model_fields(shape, vocab, context))
 
 
 def derive(*, params: Optional[float] = None, tokens: Optional[float] = None,
