@@ -2,8 +2,9 @@
 (SSE streaming in the OpenAI chunk format, ending with `data: [DONE]`), /health, /metrics and the chat page at /.
 
 Every refusal happens before a job reaches the batcher and answers with an OpenAI-style error body: a bad body
-(400/413/422), a missing key (401), an over-long prompt or max_tokens (400), a full server (429 + Retry-After).
-A client that goes away mid-generation cancels its rows and frees its slot at once.
+(400/413/422), a body that does not arrive in time (408), a missing key (401), an over-long prompt or max_tokens
+(400), a full server (429 + Retry-After); an unexpected error is a counted JSON 500, never a bare one.
+A client that goes away mid-generation, streamed or not, cancels its rows and frees its slot at once.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import secrets
 import time
 import uuid
 from importlib import resources
-from typing import List, Optional
+from typing import List
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -93,6 +95,14 @@ class GuardMiddleware:
         except _BodyTooLarge:
             if "status" not in status_seen:
                 await _send_error(counting_send, _too_large(limit))
+        except Exception as err:           # a bug: answer (and count) a JSON 500 instead of Starlette's bare one
+            if "status" in status_seen:
+                raise
+            logging.getLogger("uvicorn.error").error("%s %s failed", scope.get("method"), path, exc_info=err)
+            detail = (str(err).splitlines() or [""])[0][:200]
+            await _send_error(counting_send, ApiError(
+                500, f"internal error ({type(err).__name__}: {detail}) — the server log has the traceback",
+                kind="server_error", code="internal_error"))
 
 
 class _BodyTooLarge(Exception):
@@ -170,13 +180,21 @@ def _chat_page() -> str:
     return _PAGE_CACHE[0]
 
 
-async def _read_json(request: Request):
-    body = await request.body()
+async def _read_json(request: Request, timeout_s: float):
+    try:                          # a body that trickles in (slow-loris) must not hold a connection forever
+        body = await asyncio.wait_for(request.body(), timeout_s)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {timeout_s:g} s — fix: send it at once (or "
+                            f"start the server with a larger --read-timeout)", code="request_timeout",
+                       headers={"Connection": "close"}) from None
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ApiError(400, f"the body is not valid JSON ({err}) — fix: send a JSON object with "
                             f"Content-Type: application/json", code="invalid_json") from None
+    except RecursionError:        # the parser's stack: hundreds of nested arrays or objects
+        raise ApiError(400, "the body's JSON is nested too deeply to parse — fix: send the request's fields, "
+                            "which nest a few levels at most", code="invalid_json") from None
 
 
 def _prompt_ids(state: ServerState, request, chat: bool) -> List[int]:
@@ -242,7 +260,7 @@ def _params(state: ServerState, request, chat: bool, prompt_tokens: int):
 
 
 async def _generate(request: Request, state: ServerState, chat: bool) -> Response:
-    payload = await _read_json(request)
+    payload = await _read_json(request, state.settings.read_timeout_s)
     body = parse(ChatCompletionRequest if chat else CompletionRequest, payload)
     if body.model is not None and body.model != state.settings.model_name:
         raise ApiError(404, f"model {body.model!r} is not served here — fix: use {state.settings.model_name!r} "
@@ -277,9 +295,11 @@ async def _generate(request: Request, state: ServerState, chat: bool) -> Respons
         return EventSourceResponse(_stream(reply, jobs, slot), background=BackgroundTask(slot.release),
                                    ping=15)
     try:
-        finishes = await _collect(request, jobs, reply)
+        finishes = await _unless_disconnected(request, _collect(jobs, reply), on_disconnect=slot.release)
     finally:
         slot.release()
+    if finishes is None:                # nobody reads this answer; 499 (client closed request) counts it
+        return Response(status_code=499)
     if any(f.finish_reason == "timeout" for f in finishes):
         raise ApiError(504, f"generation exceeded the per-request time limit of {state.settings.request_timeout_s} s "
                             f"— fix: ask for fewer max_tokens, or start the server with a larger --request-timeout",
@@ -306,25 +326,40 @@ class _Slot:
         self.state.metrics.set("myllm_requests_in_flight", self.state.gate.in_use)
 
 
-async def _collect(request: Request, jobs: List[Job], reply: "_Reply") -> List[FinishEvent]:
-    """Gather every row's events; stop early (rows cancelled) if the client disconnects while waiting."""
-    finishes: List[Optional[FinishEvent]] = [None] * len(jobs)
+async def _collect(jobs: List[Job], reply: "_Reply") -> List[FinishEvent]:
+    """Gather every row's events until each row has finished."""
+    finishes: List[FinishEvent] = []
     for index, job in enumerate(jobs):
-        while finishes[index] is None:
-            try:
-                event = await asyncio.wait_for(job.events.get(), timeout=0.5)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    for j in jobs:
-                        j.cancel()
-                    return [FinishEvent("cancelled", reply.prompt_tokens, 0)] * len(jobs)
-                continue
+        while True:
+            event = await job.events.get()
             if isinstance(event, TokenEvent):
                 reply.add(index, event)
-            else:
-                finishes[index] = event
-                reply.finished(event, job)
+                continue
+            reply.finished(event, job)
+            finishes.append(event)
+            break
     return finishes
+
+
+async def _unless_disconnected(request: Request, work, on_disconnect):
+    """`work`'s result, or None (work cancelled) once the client disconnects. The body has been read, so the ASGI
+    receive channel's next message is `http.disconnect`, sent the moment the connection closes: no polling, and
+    `on_disconnect` (cancel the rows, free the slot) runs right then, before the next decode step."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request.receive, on_disconnect))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    return task.result() if task.done() and not task.cancelled() else None
+
+
+async def _disconnected(receive, on_disconnect) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.05)       # not expected after the body; never spin on it
+    on_disconnect()
 
 
 async def _stream(reply: "_Reply", jobs: List[Job], slot: _Slot):

@@ -99,6 +99,7 @@ class Batcher:
                 self._expire()
                 if self._live:
                     self._step()
+                    time.sleep(0)         # hand the GIL to the event loop between steps (disconnects, new requests)
         except BaseException as err:          # a broken model must not leave clients waiting forever
             self._fail_all(f"{type(err).__name__}: {err}")
             raise
@@ -128,6 +129,7 @@ class Batcher:
             if job is None:
                 continue
             if job.cancelled.is_set():
+                self.metrics.inc("myllm_cancelled_rows_total")
                 job.emit(FinishEvent("cancelled", len(job.prompt_ids), 0))
                 continue
             try:
@@ -146,6 +148,8 @@ class Batcher:
                 continue
             event = self.engine.cancel(request_id)
             del self._live[request_id]
+            if reason == "cancelled":
+                self.metrics.inc("myllm_cancelled_rows_total")
             made = event.completion.completion_tokens if event is not None and event.completion else 0
             job.emit(FinishEvent(reason, len(job.prompt_ids), made))
             self.metrics.set("myllm_batch_rows", len(self._live))

@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds a generation may run before it is stopped (504)")
     parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout_s,
                         help="seconds SIGTERM waits for requests in flight")
+    parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
+                        help="open connections; over it the longest-idle one is closed (503 if all are busy)")
+    parser.add_argument("--keep-alive-timeout", type=float, default=defaults.keep_alive_timeout_s,
+                        help="seconds a connection may sit idle (no request in progress) before it is closed")
+    parser.add_argument("--read-timeout", type=float, default=defaults.read_timeout_s,
+                        help="seconds a request's head, then its body, may take to arrive (slow clients: closed, "
+                             "408)")
     return parser
 
 
@@ -62,7 +69,9 @@ def _settings(args, model_name: str) -> ServerSettings:
         max_prompt_tokens=args.max_prompt_tokens, max_tokens_limit=args.max_tokens_limit,
         default_max_tokens=min(args.default_max_tokens, args.max_tokens_limit),
         max_concurrent_requests=args.max_concurrent, max_batch_rows=args.max_batch,
-        request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout)
+        request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout,
+        max_connections=args.max_connections, keep_alive_timeout_s=args.keep_alive_timeout,
+        read_timeout_s=args.read_timeout)
     settings.check()
     return settings
 
@@ -112,6 +121,7 @@ def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -
     from myllm_mc.parallel.state import destroy
 
     from .app import ServerState, build_app
+    from .connections import guarded_protocol
 
     started = time.monotonic()
     generator = load_generator(cfg, checkpoint, max_batch_size=settings.max_batch_rows)
@@ -125,7 +135,8 @@ def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -
     key = "on (Authorization: Bearer)" if settings.api_key else "off"
     ready = (f"serving {settings.model_name} on http://{host}:{port} — chat page at /, OpenAI API at /v1; "
              f"API key {key}; limits: {settings.max_concurrent_requests} concurrent, {settings.max_batch_rows} "
-             f"rows/step, max_tokens ≤ {settings.max_tokens_limit}, {settings.request_timeout_s:g} s/request")
+             f"rows/step, max_tokens ≤ {settings.max_tokens_limit}, {settings.request_timeout_s:g} s/request, "
+             f"{settings.max_connections} connections")
 
     class DrainingServer(uvicorn.Server):
         async def startup(self, sockets=None):       # the ready line once connections are really accepted
@@ -141,8 +152,10 @@ def serve(cfg, checkpoint: str, settings: ServerSettings, sock: socket.socket) -
     # (each is bounded by its max_tokens and --request-timeout, and uvicorn by --drain-timeout)
     from sse_starlette.sse import AppStatus
     AppStatus.disable_automatic_graceful_drain()
+    # the h11 protocol with our connection limits (serve/connections.py), also where httptools is installed
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=settings.drain_timeout_s,
-                            access_log=False)
+                            access_log=False, http=guarded_protocol(settings, metrics),
+                            timeout_keep_alive=settings.keep_alive_timeout_s)
     server = DrainingServer(config)
     # uvicorn restores the handlers it found and then re-raises the signal it caught; with these in place that
     # re-raise only records it, so the drained server exits 0 after its summary instead of dying by SIGTERM

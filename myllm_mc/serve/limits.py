@@ -28,12 +28,19 @@ class ServerSettings:
     request_timeout_s: float = 120.0            # a generation still running after this is stopped (504)
     retry_after_s: int = 1                      # the Retry-After header of a 429
     drain_timeout_s: float = 30.0               # SIGTERM: how long in-flight requests may take to finish
+    # connections (serve/connections.py): a client that opens sockets and sends nothing, or a byte at a time
+    # (slow-loris), must not exhaust the server's file descriptors
+    max_connections: int = 256                  # open connections; at the cap the longest-idle one is closed
+    keep_alive_timeout_s: float = 5.0           # a connection with no request in progress and no byte for this long
+    read_timeout_s: float = 10.0                # a request's head, and then its body, must arrive within this
 
     def check(self) -> None:
         """Raise ValueError (one line, naming the flag) for limits that cannot work together."""
         positive = {"--max-body-bytes": self.max_body_bytes, "--max-tokens-limit": self.max_tokens_limit,
                     "--max-concurrent": self.max_concurrent_requests, "--max-batch": self.max_batch_rows,
-                    "--request-timeout": self.request_timeout_s, "--default-max-tokens": self.default_max_tokens}
+                    "--request-timeout": self.request_timeout_s, "--default-max-tokens": self.default_max_tokens,
+                    "--max-connections": self.max_connections, "--keep-alive-timeout": self.keep_alive_timeout_s,
+                    "--read-timeout": self.read_timeout_s}
         for flag, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{flag} must be positive, got {value} — fix: pass a number above 0 or leave the "
@@ -41,6 +48,10 @@ class ServerSettings:
         if self.default_max_tokens > self.max_tokens_limit:
             raise ValueError(f"--default-max-tokens {self.default_max_tokens} exceeds --max-tokens-limit "
                              f"{self.max_tokens_limit} — fix: lower it or raise the limit")
+        if self.max_connections < self.max_concurrent_requests:
+            raise ValueError(f"--max-connections {self.max_connections} is below --max-concurrent "
+                             f"{self.max_concurrent_requests}: some request slots could never be used — fix: raise "
+                             f"--max-connections or lower --max-concurrent")
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError(f"the API key (--api-key or {API_KEY_ENV}) is empty — fix: set a non-empty key or "
                              f"unset it")

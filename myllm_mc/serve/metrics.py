@@ -43,6 +43,10 @@ class ServerMetrics:
         "myllm_prompt_tokens_total": ("counter", "prompt tokens admitted for generation"),
         "myllm_completion_tokens_total": ("counter", "tokens generated"),
         "myllm_rejected_total": ("counter", "requests refused before generation, by reason"),
+        "myllm_cancelled_rows_total": ("counter", "generation rows stopped because their client went away"),
+        "myllm_connections_closed_total": ("counter", "connections the server closed: idle, read_timeout (a request "
+                                                      "too slow to arrive), over_limit (at --max-connections)"),
+        "myllm_open_connections": ("gauge", "open HTTP connections"),
         "myllm_requests_in_flight": ("gauge", "requests holding a concurrency slot"),
         "myllm_queue_depth": ("gauge", "generation jobs waiting for a decode batch"),
         "myllm_batch_rows": ("gauge", "rows in the decode batch now running"),
@@ -56,7 +60,7 @@ class ServerMetrics:
         self._lock = threading.Lock()
         self._counters: Dict[Tuple[str, Tuple], float] = {}
         self._gauges: Dict[str, float] = {"myllm_requests_in_flight": 0, "myllm_queue_depth": 0,
-                                          "myllm_batch_rows": 0}
+                                          "myllm_batch_rows": 0, "myllm_open_connections": 0}
         self._histograms = {
             "myllm_request_latency_seconds": _Histogram(LATENCY_BUCKETS),
             "myllm_time_to_first_token_seconds": _Histogram(LATENCY_BUCKETS),

@@ -20,6 +20,8 @@ API_DEFAULT_TEMPERATURE = 1.0
 API_MAX_TEMPERATURE = 2.0
 MAX_N = 4
 MAX_TOP_LOGPROBS = 5
+# a seed is a 64-bit integer (torch.Generator.manual_seed refuses more; choice i of n uses seed + i, still in range)
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
 class ApiError(Exception):
@@ -62,7 +64,7 @@ class _Sampling(_Strict):
     top_p: float = 1.0
     n: int = Field(default=1, ge=1, le=MAX_N)
     stop: Union[str, List[str], None] = None
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     user: Optional[str] = None
