@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 import time
@@ -139,3 +140,79 @@ def temporary_is_stale(name: str) -> bool:
     if host is not None and host != socket.gethostname():
         return False
     return not pid_alive(pid)
+
+
+class OutputError(MyllmError, ValueError):
+    """An output path that cannot be written as asked (exists, under a file, is an input); one line with the fix."""
+
+
+def check_output_path(path, flag: str = "--out") -> Path:
+    """Refuse, in one line, an output whose nearest existing ancestor is a file (`notes.txt/x.gguf`): the write
+    would fail late with NotADirectoryError. Returns the path."""
+    path = Path(path)
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{flag} {path}: {parent} is a file, not a directory — fix: choose an output"
+                                  " path under a directory")
+            break
+    return path
+
+
+class NewOutput:
+    """One writer per output file or directory, published whole or not at all:
+
+        with NewOutput(out, "--out", directory=True) as new:   # lock `<out>.lock`, refuse an existing output
+            write into new.tmp                                  # `.<name>.tmp-PID`: unique to this writer
+        # success: new.tmp renamed to `out`; any failure: new.tmp removed; the lock released either way
+
+    A second writer of the same output is refused while the first holds the lock (LockHeld, one line naming it)
+    and refused as "already exists" after it finished, so neither export is lost. `directory=True` accepts an
+    existing empty directory as the output and creates the temporary as a directory. Temporaries of writers that
+    are provably gone (`temporary_is_stale`) are removed while the lock is held."""
+
+    def __init__(self, out, flag: str = "--out", directory: bool = False):
+        self.out = check_output_path(out, flag)
+        self.flag = flag
+        self.directory = directory
+        self.tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
+        self.lock = RunLock(self.out.with_name(self.out.name + ".lock"), f"{flag} {self.out}")
+
+    def _exists(self) -> bool:
+        out = self.out
+        if self.directory and out.is_dir() and not out.is_symlink():
+            return any(out.iterdir())
+        return out.exists() or out.is_symlink()
+
+    def __enter__(self) -> "NewOutput":
+        self.lock.acquire()
+        try:
+            if self._exists():
+                raise OutputError(f"{self.flag} {self.out} already exists — fix: remove it or choose another path")
+            for stale in self.out.parent.glob(f".{self.out.name}.tmp-*"):
+                if temporary_is_stale(stale.name):
+                    _remove(stale)
+            if self.directory:
+                self.tmp.mkdir()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                if self.directory and self.out.is_dir():
+                    self.out.rmdir()             # the empty directory accepted above
+                os.replace(self.tmp, self.out)
+        finally:
+            if exc_type is not None or self.tmp.exists():
+                _remove(self.tmp)
+            self.lock.release()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

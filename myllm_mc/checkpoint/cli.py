@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from . import manifest, store
@@ -19,6 +20,9 @@ def describe(path: Path) -> dict:
     if target is None:
         raise SystemExit(f"myllm checkpoint: {path} holds no complete checkpoint"
                          " — fix: pass a checkpoint.dir or one of its step_NNNNNNN directories")
+    stale = store.stale_latest(path) if target != path else None
+    if stale:                                   # as a resume says it: which checkpoint is shown instead, and why
+        print(stale, file=sys.stderr, flush=True)
     meta = store.read_meta(target)
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     problems = manifest.verify(target)
@@ -37,14 +41,17 @@ def main(argv) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0 if info["intact"] else 1
-    layout = info["layout"]
-    vpp = f"×VPP{layout['virtual_pipeline']}" if layout.get("virtual_pipeline") else ""
     print(f"checkpoint   {info['path']} ({info['bytes'] / 2**20:.1f} MiB)")
-    print(f"step         {info['step']:,}  ({info['consumed_samples']:,} samples consumed)")
-    print(f"tokens seen  {info['tokens_seen']:,}")
-    print(f"parameters   {info['parameters']:,}  ({info['config']})")
-    print(f"layout       TP{layout['tensor']}×PP{layout['pipeline']}{vpp}×CP{layout['context']}×DP{layout['data']}"
-          "  (loads at any other layout)")
+    if "consumed_samples" in info:              # a training checkpoint (a bare weights save records only the step)
+        layout = info["layout"]
+        vpp = f"×VPP{layout['virtual_pipeline']}" if layout.get("virtual_pipeline") else ""
+        print(f"step         {info['step']:,}  ({info['consumed_samples']:,} samples consumed)")
+        print(f"tokens seen  {info['tokens_seen']:,}")
+        print(f"parameters   {info['parameters']:,}  ({info['config']})")
+        print(f"layout       TP{layout['tensor']}×PP{layout['pipeline']}{vpp}×CP{layout['context']}"
+              f"×DP{layout['data']}  (loads at any other layout)")
+    else:
+        print(f"step         {info.get('step', '?')}")
     print(f"complete     {', '.join(info['complete'])}")
     if not info["intact"]:
         print(f"DAMAGED      {'; '.join(info['problems'][:3])} — fix: resume from another checkpoint "

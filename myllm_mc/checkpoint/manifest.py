@@ -13,7 +13,7 @@ import json
 import os
 import zlib
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 MANIFEST_FILE = "manifest.json"
 _SKIP = {MANIFEST_FILE, "myllm_meta.json"}      # meta is written after the manifest (it publishes the save)
@@ -67,6 +67,14 @@ def verify(directory: Path, checksums: bool = True) -> List[str]:
         elif checksums and _crc32(p) != want["crc32"]:
             problems.append(f"{name} has a wrong checksum")
     return problems
+
+
+def total_bytes(directory: Path) -> Optional[int]:
+    """The checkpoint's size as its manifest records it (None: no readable manifest)."""
+    try:
+        return int(json.loads((Path(directory) / MANIFEST_FILE).read_text())["bytes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def is_damaged(problems: List[str]) -> bool:

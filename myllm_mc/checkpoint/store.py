@@ -119,6 +119,21 @@ def find_latest(root: Path) -> Optional[Path]:
     return complete[-1] if complete else None
 
 
+def stale_latest(root: Path) -> Optional[str]:
+    """One line when `latest` names something that is not a complete checkpoint (a deleted or partial step,
+    garbage) while `find_latest` falls back to an older one; None when `latest` is sound or absent."""
+    root = Path(root)
+    pointer = root / LATEST_FILE
+    if not pointer.is_file():
+        return None
+    named = pointer.read_text(errors="replace").strip()
+    fallback = find_latest(root)
+    if fallback is None or fallback.name == named:
+        return None
+    return (f"checkpoint: {pointer} names {named[:60]!r}, not a complete checkpoint; using the newest complete one,"
+            f" {fallback.name}")
+
+
 def read_meta(path: Path) -> dict:
     path = Path(path)
     if not is_complete(path):

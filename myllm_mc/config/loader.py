@@ -125,6 +125,13 @@ def _all_keys(cls=Config, prefix: str = "") -> list:
     return keys
 
 
+def did_you_mean(key: str, names, prefix: str = "") -> Optional[str]:
+    """"did you mean 'PREFIX+NAME'?" for the closest spelling of `key` among `names`, or None (also used for the
+    keys of request files: `myllm generate --prompts`)."""
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.5)
+    return f"did you mean '{prefix}{close[0]}'?" if close else None
+
+
 def _hint(key: str, names: list, prefix: str) -> str:
     """For an unknown `prefix + key`: the same name in another section first (`optimizer.steps` → training.steps,
     `lr` → optimizer.lr), then a close spelling in this section, then a close spelling anywhere, else the valid keys."""
@@ -132,9 +139,9 @@ def _hint(key: str, names: list, prefix: str) -> str:
     same = [k for k in everywhere if k.rsplit(".", 1)[-1] == key]
     if same:
         return "did you mean " + " or ".join(f"'{k}'" for k in same) + "?"
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    close = did_you_mean(key, names, prefix)
     if close:
-        return f"did you mean '{prefix}{close[0]}'?"
+        return close
     leaves = {k.rsplit(".", 1)[-1]: k for k in reversed(everywhere)}
     close = difflib.get_close_matches(key, list(leaves), n=1, cutoff=0.8)
     if close:

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch.distributed as dist
 
 from myllm_mc.config.arguments import add_config_arguments
+from myllm_mc.config.loader import did_you_mean
 from myllm_mc.jsonl import MalformedJsonl, read_jsonl
+from myllm_mc.locking import OutputError, check_output_path
 from myllm_mc.parallel.launch import launcher_world_size, relaunch_under_torchrun
 
 from .loader import inference_config, load_generator, load_tokenizer, resolve_checkpoint
@@ -29,6 +32,7 @@ from .numbers import device_bandwidth, run_numbers
 from .sampling import DEFAULT_TEMPERATURE, GenerationError, SamplingParams
 
 PER_LINE = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop")
+RECORD_KEYS = ("prompt", "messages", "id", *PER_LINE)     # a --prompts line may hold only these (as the server: 422)
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +89,10 @@ def read_requests(args, tokenizer, max_seq: int) -> list[dict]:
             for n, line in read_jsonl(path):
                 if not isinstance(line, dict) or not ("prompt" in line or "messages" in line):
                     raise GenerationError(f'{path}:{n}: needs "prompt" or "messages" — fix: e.g. {{"prompt": "Once"}}')
+                unknown = [key for key in line if key not in RECORD_KEYS]
+                if unknown:
+                    hint = did_you_mean(unknown[0], RECORD_KEYS) or f"the keys are {', '.join(RECORD_KEYS)}"
+                    raise GenerationError(f"{path}:{n}: unknown key {unknown[0]!r} — fix: {hint}")
                 lines.append(line)
         except MalformedJsonl as err:
             raise GenerationError(str(err)) from None
@@ -114,7 +122,21 @@ def read_requests(args, tokenizer, max_seq: int) -> list[dict]:
     return requests
 
 
+def check_output(output, inputs) -> None:
+    """--output: not under a file, not a directory, not one of the inputs (it is truncated when the run starts)."""
+    if not output:
+        return
+    path = check_output_path(output, "--output")
+    if path.is_dir():
+        raise GenerationError(f"--output {output} is a directory — fix: name a file, e.g. {path / 'out.jsonl'}")
+    for flag, given in inputs:
+        if given and path.exists() and Path(given).exists() and os.path.samefile(path, given):
+            raise GenerationError(f"--output {output} is the {flag} file: writing would overwrite the input — fix:"
+                                  " write the results to another file")
+
+
 def _checked_inputs(args, world_size):
+    check_output(args.output, [("--prompts", args.prompts)])
     cfg = inference_config(args.config, args.overrides, world_size=world_size)
     resolve_checkpoint(args.checkpoint)
     tokenizer = load_tokenizer(cfg)
@@ -128,7 +150,7 @@ def main(argv) -> int:
     world = launched or args.nproc_per_node or 1
     try:
         cfg, tokenizer, requests = _checked_inputs(args, world)
-    except GenerationError as err:
+    except (GenerationError, OutputError) as err:
         print(f"myllm generate: {err}", file=sys.stderr)
         return 2
     if launched is None and world > 1:

@@ -45,3 +45,24 @@ def small_data(tmp_path_factory):
                  "logging.tensorboard=false", "logging.plot=false"]
     return {"root": root, "jsonl": jsonl, "tokenizer": root / "tok" / "tokenizer.json", "prefix": prefix,
             "overrides": overrides}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """{"root", "checkpoint", "config", "overrides"}: the inference tests' model (tests/infer/tiny_model.py: 2
+    layers, hidden 128, weights at std 0.2 so greedy text depends on every value) saved as a complete
+    `checkpoints/step_0000001` with its manifest, and `config.yaml` for it; built in a fresh interpreter (~10 s)."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("tiny-checkpoint")
+    code = ("import json, sys; from pathlib import Path; from tests.infer.tiny_model import build;"
+            " from myllm_mc.config import dump, load; root = Path(sys.argv[1]); info = build(root);"
+            " (root / 'config.yaml').write_text(dump(load('configs/tiny.yaml', info['overrides'], world_size=1)))")
+    done = subprocess.run([sys.executable, "-c", code, str(root)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = json.loads((root / "info.json").read_text())
+    return {"root": root, "checkpoint": Path(info["checkpoint"]), "config": root / "config.yaml",
+            "overrides": info["overrides"]}
