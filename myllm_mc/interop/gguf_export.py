@@ -6,12 +6,12 @@ llama.cpp's rotary layout (adjacent pairs); without that permutation llama.cpp l
 `qwen2`/`qwen3` rotate halves in llama.cpp as in HF: no permutation. Llama 3.x's rope scaling travels as
 `rope_freqs.weight`, the per-frequency divisors llama.cpp's own converter writes. Norms and biases stay F32; a
 matrix whose rows are not whole 32-weight blocks falls back to F16 (the planner's weight_formats does the same
-arithmetic, and the summary prints both sizes). The file is written beside its destination and renamed at the end.
+arithmetic, and the summary prints both sizes). The file is written beside its destination (`.OUT.tmp-PID`,
+under the lock `OUT.lock`: one writer per output) and renamed at the end.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from myllm_mc.config import Config
+from myllm_mc.locking import NewOutput
 from myllm_mc.model.llama_layout import LlamaShape, hf_to_gguf_name, megatron_to_hf, rotary_heads, to_gguf_rotary
 from myllm_mc.plan.weight_formats import matrix_format, weight_bytes
 
@@ -109,17 +110,19 @@ def write_gguf_metadata(writer, cfg: Config, shape: LlamaShape, fmt: str, tokeni
 
 def write_gguf(tensors: Dict[str, torch.Tensor], cfg: Config, shape: LlamaShape, fmt: str, tokenizer: Optional[dict],
                out: Path, family: Optional[Family] = None) -> tuple[int, int]:
-    """Write HF-named fp32 tensors as GGUF to `out` (atomically). Returns (tensor count, F16 fallbacks)."""
+    """Write HF-named fp32 tensors as GGUF to `out` (export_gguf passes its NewOutput's temporary, renamed into
+    place once whole). Returns (tensor count, F16 fallbacks)."""
     import gguf
 
     family = family or family_of(cfg.model)
-    tmp = out.with_name(f".{out.name}.tmp")
     fallbacks = 0
     named = {hf_to_gguf_name(name): tensor.float().numpy() for name, tensor in tensors.items()}
     if cfg.model.rope_scaling == "llama3":
-        named["rope_freqs.weight"] = np.array(rope_freq_factors(cfg.model), dtype=np.float32)
+        m = cfg.model
+        named["rope_freqs.weight"] = np.array(rope_freq_factors(m.kv_channels, m.rotary_base, m.rope_scaling_factor),
+                                              dtype=np.float32)
     try:
-        writer = gguf.GGUFWriter(str(tmp), family.gguf_arch)
+        writer = gguf.GGUFWriter(str(out), family.gguf_arch)
         write_gguf_metadata(writer, cfg, shape, fmt, tokenizer)
         for (name, array), hf_name in zip(named.items(), list(tensors) + [None]):
             heads = rotary_heads(hf_name, shape) if hf_name and family.gguf_rotary_permute else None
@@ -135,9 +138,8 @@ def write_gguf(tensors: Dict[str, torch.Tensor], cfg: Config, shape: LlamaShape,
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(tmp, out)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
         raise
     return len(tensors), fallbacks
 
@@ -149,16 +151,16 @@ def export_gguf(cfg: Config, checkpoint: str, out: str | Path, fmt: str = "f16",
         raise ConversionError(f"--type {fmt}: not a GGUF type this exporter writes — fix: one of {', '.join(GGUF_TYPES)}")
     family = family_of(cfg.model)
     shape = LlamaShape.of(cfg.model)
-    out = Path(out)
-    if out.exists():
-        raise ConversionError(f"--out {out} already exists — fix: remove it or choose another path")
+    new = NewOutput(out, "--out")                 # one writer per --out, refused in one line; see locking
     tokenizer = tokenizer or cfg.data.tokenizer
     if not tokenizer:
         raise ConversionError("no tokenizer: llama.cpp needs the vocabulary inside the GGUF — fix: set data.tokenizer"
                               " in the config or pass --tokenizer")
     from .gguf_tokenizer import gguf_tokenizer_fields
     fields = gguf_tokenizer_fields(read_tokenizer_info(tokenizer), shape.vocab)
-    tensors = megatron_to_hf(load_full_state(cfg, checkpoint), shape)
-    count, fallbacks = write_gguf(tensors, cfg, shape, fmt, fields, out, family)
+    with new:                                     # written to `.OUT.tmp-PID`, renamed into place once whole
+        tensors = megatron_to_hf(load_full_state(cfg, checkpoint), shape)
+        count, fallbacks = write_gguf(tensors, cfg, shape, fmt, fields, new.tmp, family)
+    out = new.out
     return GGUFExport(out=out, fmt=fmt, file_bytes=out.stat().st_size, planned_weight_bytes=weight_bytes(cfg.model, fmt),
                       tensors=count, fallbacks=fallbacks)

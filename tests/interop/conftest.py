@@ -30,6 +30,21 @@ def family_hf_dirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def family_imports(family_hf_dirs, tmp_path_factory):
+    """{family: {"cfg", "config_path", "checkpoint"}}: each family's HF model imported by `import_hf`."""
+    from myllm_mc.config import load
+    from myllm_mc.interop.hf_import import import_hf
+
+    root = tmp_path_factory.mktemp("family-imports")
+    out = {}
+    for family, source in family_hf_dirs.items():
+        import_hf(source, root / family)
+        cfg = load(root / family / "config.yaml", world_size=1)
+        out[family] = {"cfg": cfg, "config_path": root / family / "config.yaml", "checkpoint": root / family / "checkpoint"}
+    return out
+
+
+@pytest.fixture(scope="session")
 def interop_model(tmp_path_factory):
     """{"cfg", "config_path", "tokenizer", "checkpoint", "root"}: a trained tiny model saved at TP=1."""
     import json

@@ -72,7 +72,7 @@ def _rewrite(source, target, arch="llama", drop=None, retype=None):
 def test_gguf_import_refuses_bad_files(capsys, f32_file, tmp_path):
     out = tmp_path / "out"
     _assert_refused(capsys, "import", ["gguf", str(_rewrite(f32_file, tmp_path / "gpt2.gguf", arch="gpt2")),
-                                       "--out", str(out)], out, "general.architecture='gpt2'", "not 'llama'")
+                                       "--out", str(out)], out, "general.architecture='gpt2'", "not one this importer reads")
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(f32_file.read_bytes()[:-100_000])
     _assert_refused(capsys, "import", ["gguf", str(truncated), "--out", str(out)], out, "truncated")
@@ -114,7 +114,7 @@ def test_hf_import_refuses_non_llama_and_missing_tensor(capsys, interop_model, t
     out = tmp_path / "out"
     config = json.loads((hf / "config.json").read_text())
     (hf / "config.json").write_text(json.dumps({**config, "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
-    _assert_refused(capsys, "import", ["hf", str(hf), "--out", str(out)], out, "'gpt2'", "is not Llama")
+    _assert_refused(capsys, "import", ["hf", str(hf), "--out", str(out)], out, "'gpt2'", "not a supported family")
     (hf / "config.json").write_text(json.dumps(config))
     tensors = load_file(str(hf / "model.safetensors"))
     del tensors["model.layers.0.self_attn.k_proj.weight"]

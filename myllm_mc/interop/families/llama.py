@@ -11,16 +11,15 @@ import math
 from .common import LLAMA3_FIXED, Family
 
 
-def rope_freq_factors(model_cfg) -> list[float]:
+def rope_freq_factors(head_dim: int, base: float, factor: float) -> list[float]:
     """llama.cpp's rope_freqs for llama3 scaling: the divisor of each rotary frequency (convert_hf_to_gguf.py's
     formula; megatron-core's _apply_scaling gives the same inverse frequencies)."""
-    m = model_cfg
-    dim, factor = m.kv_channels, m.rope_scaling_factor
+    dim = head_dim
     low, high, old = (LLAMA3_FIXED[k] for k in ("low_freq_factor", "high_freq_factor",
                                                  "original_max_position_embeddings"))
     out = []
     for i in range(0, dim, 2):
-        wavelen = 2 * math.pi * m.rotary_base ** (i / dim)
+        wavelen = 2 * math.pi * base ** (i / dim)
         if wavelen < old / high:
             out.append(1.0)
         elif wavelen > old / low:
