@@ -16,6 +16,9 @@ SERVE = ["fastapi==0.165.0", "starlette==1.10.0", "pydantic==2.13.4", "uvicorn==
 # read GGUF, and llama-cpp-python's runtime deps (its wheel is built from source by .ci/run and installed --no-deps)
 INTEROP = ["gguf==0.19.0", "transformers==5.24.0", "accelerate>=1.0", "jinja2>=3.1", "diskcache>=5.6",
            "typing-extensions>=4.5"] + DATA
+# lm-evaluation-harness for the `myllm` model backend (`myllm-lm-eval`, `myllm eval --lm-eval`): pinned, pure Python,
+# leaves torch alone (its `hf` extra is not used: transformers and accelerate come with INTEROP)
+LM_EVAL = ["lm_eval==0.4.13"]
 TEST = ["pytest>=8", "pytest-timeout>=2.3", "pexpect>=4.8", "ruff==0.17.6"] + DATA + INTEROP   # pexpect: `myllm chat` in a real pty
 
 setup(
@@ -45,7 +48,9 @@ setup(
         "interop": INTEROP,
         "test": TEST,
         "serve": SERVE,
-        "all": DATA + MPI + TEST + INTEROP + SERVE,
+        "lm_eval": LM_EVAL,
+        "all": DATA + MPI + TEST + INTEROP + SERVE + LM_EVAL,
     },
-    entry_points={"console_scripts": ["myllm=myllm_mc.cli:main"]},
+    # myllm-lm-eval: lm_eval's own CLI with the `myllm` model registered (lm_eval 0.4.13 discovers no plugins)
+    entry_points={"console_scripts": ["myllm=myllm_mc.cli:main", "myllm-lm-eval=myllm_mc.evaluate.lm_eval_cli:main"]},
 )

@@ -61,6 +61,16 @@ def token_nll(model, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return out.float()
 
 
+def token_logits(model, tokens: torch.Tensor) -> torch.Tensor:
+    """[b, s, padded vocab] logits of one causal forward without labels (lm-eval's backend needs the whole
+    distribution: the argmax as well as the log-probability of the continuation)."""
+    device = next(model.parameters()).device
+    b, s = tokens.shape
+    positions = torch.arange(s, device=device).expand(b, -1)
+    with torch.no_grad():
+        return model(tokens.to(device), positions, None)
+
+
 def next_token_windows(stream: Sequence[int], seq_length: int) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(inputs, labels, loss_mask) per window, each [seq_length]; see the module docstring."""
     stream = np.asarray(stream, dtype=np.int64)

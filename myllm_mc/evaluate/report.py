@@ -25,6 +25,11 @@ def metric_rows(result: dict) -> List[Tuple[str, Optional[float], str]]:
     if mc:
         rows += [("MC accuracy", mc["accuracy"], ".3f"), ("MC accuracy (byte-normalised)", mc["accuracy_norm"], ".3f"),
                  ("MC questions", mc["questions"], ",d")]
+    lm_eval = result.get("lm_eval")
+    if lm_eval:
+        for task, metrics in sorted(lm_eval.get("tasks", {}).items()):
+            rows += [(f"lm-eval {task} {metric}", value, ".4f" if "perplexity" in metric or "bits" in metric
+                      else ".3f") for metric, value in metrics.items() if "stderr" not in metric]
     return rows
 
 
