@@ -19,7 +19,7 @@ FLOORS = [
     ["plan", "parallel"],
     ["data"],
     ["checkpoint", "tasks"],
-    ["model", "preflight"],
+    ["model", "preflight", "lora"],
     ["infer"],
     ["evaluate", "interop", "serve"],
     ["train"],

@@ -17,6 +17,7 @@ import numpy as np
 from myllm_mc.config import Config, ConfigError
 from myllm_mc.data.datasets import ResumableBatchSampler
 from myllm_mc.data.tokenizer import Tokenizer
+from myllm_mc.lora import check_lora
 from myllm_mc.parallel.hardware import resolve_spec
 from myllm_mc.parallel.launch import launcher_rank
 from myllm_mc.train.faults import NONE
@@ -59,6 +60,7 @@ def check_align_layout(cfg: Config, method: str = "sft") -> None:
         raise ConfigError("align.train is empty — fix: list chat JSONL files, e.g. data/tasks/sft/arithmetic.train.jsonl")
     check_sources(cfg.align.train, "align.train", method)
     check_sources(cfg.align.valid, "align.valid", method)
+    check_lora(cfg)
 
 
 def steps_for_epochs(cfg: Config, sequences_per_epoch: int) -> int:

@@ -81,8 +81,9 @@ def _unwrapped(model: List) -> List:
     return [chunk.module for chunk in model]          # DDP → GPTModel (or Float16Module around it)
 
 
-def _sharded_state(model: List, optimizer, is_loading: bool, with_rng: bool, rng_data=None) -> dict:
-    state = sharded_model_state(_unwrapped(model))
+def _sharded_state(model: List, optimizer, is_loading: bool, with_rng: bool, rng_data=None,
+                   trainable_only: bool = False) -> dict:
+    state = sharded_model_state(_unwrapped(model), trainable_only)
     model_only = dict(state)
     if optimizer is not None:
         state["optimizer"] = optimizer.sharded_state_dict(model_only, is_loading=is_loading,
@@ -94,12 +95,13 @@ def _sharded_state(model: List, optimizer, is_loading: bool, with_rng: bool, rng
 
 def save(root: str, step: int, model: List, optimizer, scheduler, consumed_samples: int, meta_extra: dict,
          faults=None, async_queue=None, on_published: Optional[Callable[[int, Path], None]] = None,
-         needed_bytes: Optional[int] = None) -> None:
+         needed_bytes: Optional[int] = None, trainable_only: bool = False) -> None:
     """Save everything for `step` crash-safely, then call `on_published(step, directory)`. Collective.
 
     With `async_queue` (megatron's AsyncCallsQueue) the tensors are written by a forked process while training
     goes on; publication (rename + `latest`) happens when the queue finalizes the request on every rank. A
     forked writer sees the memory of the moment it was forked, so the checkpoint is of exactly this step.
+    `trainable_only`: the model part holds only parameters that require gradients (LoRA adapters).
     """
     import torch.distributed as dist
     from megatron.core import dist_checkpointing
@@ -110,7 +112,8 @@ def save(root: str, step: int, model: List, optimizer, scheduler, consumed_sampl
         store.prepare_tmp(root, step)
     dist.barrier()
     tmp = store.tmp_dir_for(root, step)
-    state = _sharded_state(model, optimizer, is_loading=False, with_rng=True, rng_data=_rng_state())
+    state = _sharded_state(model, optimizer, is_loading=False, with_rng=True, rng_data=_rng_state(),
+                           trainable_only=trainable_only)
     state["scheduler"] = scheduler.state_dict()
     state["step"] = step
     state["consumed_samples"] = consumed_samples
@@ -204,7 +207,8 @@ def _unshare_adam_steps(optimizer) -> None:
                 param_state["step"] = param_state["step"].clone()             # fix 3
 
 
-def load(path: Path, model: List, optimizer, scheduler, load_optimizer: bool = True) -> dict:
+def load(path: Path, model: List, optimizer, scheduler, load_optimizer: bool = True,
+         trainable_only: bool = False) -> dict:
     """Load a checkpoint saved at any layout into the current one. Returns its meta (step, consumed_samples, ...).
 
     RNG states are restored only when the layout is unchanged (they are per model-parallel rank).
@@ -215,13 +219,16 @@ def load(path: Path, model: List, optimizer, scheduler, load_optimizer: bool = T
     same_layout = meta.get("layout") == _layout()
     if optimizer is not None and load_optimizer:
         _prepare_distributed_optimizer_for_load(optimizer)
-    state = _sharded_state(model, optimizer if load_optimizer else None, is_loading=True, with_rng=same_layout)
+    state = _sharded_state(model, optimizer if load_optimizer else None, is_loading=True, with_rng=same_layout,
+                           trainable_only=trainable_only)
     state["scheduler"] = None
     state["step"] = None
     state["consumed_samples"] = None
     loaded = dist_checkpointing.load(state, str(path))
     for key, chunk in zip(state_keys(len(model)), _unwrapped(model)):
-        chunk.load_state_dict(loaded[key])
+        result = chunk.load_state_dict(loaded[key], strict=not trainable_only)
+        if trainable_only and result.unexpected_keys:     # the frozen rest comes from elsewhere (the base)
+            raise CheckpointError(f"{path}: tensors {result.unexpected_keys[:3]} fit no trainable parameter")
     if optimizer is not None and load_optimizer:
         optimizer.load_state_dict(loaded["optimizer"])
         _unshare_adam_steps(optimizer)

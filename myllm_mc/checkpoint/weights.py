@@ -19,9 +19,17 @@ def state_keys(count: int) -> list[str]:
     return ["model"] if count == 1 else [f"model{i}" for i in range(count)]
 
 
-def sharded_model_state(chunks) -> dict:
-    """{"model" | "model<i>": sharded state dict} for this rank's chunks."""
-    return {key: chunk.sharded_state_dict() for key, chunk in zip(state_keys(len(chunks)), chunks)}
+def sharded_model_state(chunks, trainable_only: bool = False) -> dict:
+    """{"model" | "model<i>": sharded state dict} for this rank's chunks.
+
+    trainable_only: only the tensors of parameters that require gradients (a LoRA run's adapters: its checkpoints
+    hold those and point at the frozen base instead of copying it)."""
+    states = {key: chunk.sharded_state_dict() for key, chunk in zip(state_keys(len(chunks)), chunks)}
+    if trainable_only:
+        states = {key: {name: item for name, item in state.items()
+                        if getattr(getattr(item, "data", None), "requires_grad", False)}
+                  for key, state in states.items()}
+    return states
 
 
 def save_model(chunks, directory: str) -> None:

@@ -12,6 +12,33 @@ from typing import Literal, Optional, Union
 
 
 @dataclass(frozen=True)
+class MoEConfig:
+    """Mixture of experts (megatron-core's MoELayer: TopKRouter, token dispatcher, SequentialMLP/TEGroupedMLP
+    experts, shared experts). num_experts 0 = a dense model. See docs/moe.md."""
+
+    num_experts: int = 0                # routed experts per MoE layer; 0 = dense MLP everywhere
+    top_k: int = 2                      # experts each token is routed to
+    ffn_hidden_size: Optional[int] = None   # each routed expert's SwiGLU size; null = model.ffn_hidden_size
+    shared_expert_ffn_hidden_size: int = 0  # always-on shared expert(s), total SwiGLU size; 0 = none
+    first_dense_layers: int = 0         # the first k layers keep a dense MLP (DeepSeek's first_k_dense_replace)
+    layer_pattern: Optional[list] = None    # per layer 1 = MoE, 0 = dense (length num_layers); overrides the above
+    router_score: Literal["softmax", "sigmoid"] = "softmax"
+    router_pre_softmax: bool = False    # softmax over all experts before top-k (needed for top_k 1 with softmax)
+    load_balancing: Literal["aux_loss", "seq_aux_loss", "global_aux_loss", "none"] = "aux_loss"
+    aux_loss_coeff: float = 1e-2        # GShard/Switch load-balancing loss coefficient (0 = off)
+    z_loss_coeff: float = 0.0           # ST-MoE router z-loss coefficient (0 = off; 1e-3 is a usual start)
+    expert_bias: bool = False           # aux-loss-free balancing (DeepSeek-V3): a per-expert routing bias
+    bias_update_rate: float = 1e-3      #   moved towards balance after every step; needs router_score sigmoid
+    capacity_factor: Optional[float] = None   # tokens per expert capped at factor × fair share; null = no dropping
+    pad_to_capacity: bool = False       # pad every expert's input to its capacity (static shapes)
+    drop_policy: Literal["probs", "position"] = "probs"   # which tokens over capacity are dropped
+    dispatcher: Literal["alltoall", "allgather", "flex"] = "alltoall"   # token exchange between expert ranks;
+    #                                     flex = DeepEP/HybridEP (GPU only)
+    grouped_gemm: bool = False          # one grouped GEMM for a rank's experts (TE, GPU); false = SequentialMLP
+    router_dtype: Literal["fp32", "fp64", "model"] = "fp32"   # routing and the weighted sum of expert outputs
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The decoder-only transformer: shape, numerics and which kernels implement it."""
 
@@ -51,6 +78,7 @@ class ModelConfig:
     compile: bool = False               # torch.compile each transformer layer's forward: fuses the element-wise work
     #                                     (RoPE, SwiGLU, RMSNorm) that eager megatron runs op by op; the first steps
     #                                     pay the compilation (docs/benchmarks.md)
+    moe: MoEConfig = field(default_factory=MoEConfig)   # mixture of experts (num_experts 0 = dense)
 
 
 @dataclass(frozen=True)
@@ -84,6 +112,8 @@ class ParallelConfig:
     distributed_optimizer: bool = True
     overlap_grad_reduce: bool = False
     overlap_param_gather: bool = False
+    expert: int = 1                     # expert parallelism: routed experts split over this many ranks (MoE)
+    expert_tensor: Optional[int] = None  # tensor parallelism inside each expert; null = parallel.tensor
     backend: Literal["auto", "nccl", "gloo"] = "auto"
 
 
@@ -191,6 +221,20 @@ class GRPOConfig:
 
 
 @dataclass(frozen=True)
+class LoRAConfig:
+    """LoRA (Hu et al. 2021) for `myllm finetune sft|dpo|grpo`: low-rank adapters on megatron-core's parallel linear
+    layers, the base frozen; the optimizer and the checkpoints hold only the adapters. See docs/finetuning.md."""
+
+    enabled: bool = False
+    rank: int = 16                      # r: the adapters' inner dimension
+    alpha: float = 32.0                 # the update is scaled by alpha / rank (PEFT's convention)
+    dropout: float = 0.0                # on the adapter's input only (the base path is untouched)
+    targets: list = field(default_factory=lambda: ["all-linear"])   # linear_qkv, linear_proj, linear_fc1,
+    #                                     linear_fc2, or all-linear (the four)
+    layers: Optional[list] = None       # 0-based layer indices to adapt; null = every layer
+
+
+@dataclass(frozen=True)
 class AlignConfig:
     """Fine-tuning (`myllm finetune sft|dpo|grpo`): chat data, packing, epochs, DPO's beta. See docs/finetuning.md."""
 
@@ -205,6 +249,7 @@ class AlignConfig:
     label_smoothing: float = 0.0        # DPO: conservative DPO (probability that a preference label is flipped)
     reference: Optional[str] = None     # DPO/GRPO: reference weights; default checkpoint.init_from
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ no optimizer state) for DPO and GRPO.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
@@ -16,9 +16,13 @@ from megatron.core.distributed import DistributedDataParallel, DistributedDataPa
 from megatron.core.transformer.module import Float16Module
 
 from myllm_mc import checkpoint
-from myllm_mc.checkpoint import compat, lock, vocab_growth
+from myllm_mc.checkpoint import base_pointer, compat, lock, vocab_growth
 from myllm_mc.checkpoint.collective import on_rank0
+from myllm_mc.checkpoint.errors import CheckpointError
 from myllm_mc.config import Config
+from myllm_mc.lora import checkpoints as lora_checkpoints
+from myllm_mc.lora.apply import apply_lora, install_tp_gradient_sum
+from myllm_mc.lora.apply import summary as lora_summary
 from myllm_mc.model import build_model
 from myllm_mc.parallel.state import init_distributed
 
@@ -34,6 +38,8 @@ class TrainState:
     step: int = 0
     consumed_samples: int = 0
     resumed_from: Optional[Path] = None
+    checkpoint_meta: dict = field(default_factory=dict)   # saved with every checkpoint (LoRA: config + base pointer)
+    trainable_only: bool = False                          # checkpoints hold only trainable parameters (LoRA)
 
 
 def mixed_precision(cfg: Config, chunks):
@@ -73,24 +79,51 @@ def setup_state(cfg: Config, echo=print, runtime=None) -> TrainState:
     if resume_from is not None:             # same model shape and tokenizer, or one line saying what differs
         on_rank0(lambda: compat.check(checkpoint.read_meta(resume_from), cfg, resume_from))
     chunks = build_model(cfg)
-    if resume_from is None and cfg.checkpoint.init_from:
-        weights = checkpoint.resolve_weights(cfg.checkpoint.init_from)
+    lora = cfg.align.lora
+    if resume_from is not None and not lora.enabled and checkpoint.read_meta(resume_from).get("lora"):
+        raise CheckpointError(f"cannot resume from {resume_from} without LoRA: it holds only adapters — fix:"
+                              " --set align.lora.enabled=true (its adapter config is in the checkpoint's meta)")
+    source = _lora_resume_base(cfg, resume_from) if lora.enabled and resume_from is not None else (
+        cfg.checkpoint.init_from if resume_from is None or lora.enabled else None)
+    base = checkpoint.resolve_weights(source) if source else None
+    if base is not None and lora_checkpoints.lora_meta(base) is not None:   # adapters on a base: merged, then trained
+        lora_checkpoints.load_weights(chunks, base, merge=True, echo=echo)
+    elif base is not None:
+        weights = base
         if checkpoint.is_complete(weights):          # a training checkpoint records its shape and tokenizer
             on_rank0(lambda: compat.check(checkpoint.read_meta(weights), cfg, weights, init=True))
         grown = vocab_growth.load_model(chunks, str(weights), cfg.checkpoint.allow_vocab_growth)
-        echo(f"initialised weights from {cfg.checkpoint.init_from}" + (
+        echo(f"initialised weights from {source}" + (
             f" (vocabulary grown from {grown[0]:,} to {grown[1]:,} rows; new rows = the mean of the old)"
             if grown else ""))
+    extra = {}
+    if lora.enabled:                                 # after the base is loaded, before bf16 and DDP
+        adapters = apply_lora(chunks, lora, cfg.training.seed)
+        echo(lora_summary(adapters, chunks, lora))
+        extra = dict(checkpoint_meta=lora_checkpoints.run_meta(lora, base), trainable_only=True)
     model = wrap_ddp(cfg, mixed_precision(cfg, chunks))
+    if lora.enabled:
+        install_tp_gradient_sum(model)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
-    state = TrainState(runtime, model, optimizer, scheduler, resumed_from=resume_from)
+    state = TrainState(runtime, model, optimizer, scheduler, resumed_from=resume_from, **extra)
     if resume_from is not None:
-        meta = checkpoint.load_training_state(resume_from, model, optimizer, scheduler)
+        meta = checkpoint.load_training_state(resume_from, model, optimizer, scheduler,
+                                              trainable_only=state.trainable_only)
         state.step, state.consumed_samples = meta["step"], meta["consumed_samples"]
         echo(f"resumed from {resume_from} at step {state.step} ({state.consumed_samples} samples consumed"
              f"{'' if meta['rng_restored'] else '; new layout, RNG states re-seeded'})")
     return state
+
+
+def _lora_resume_base(cfg: Config, resume_from: Path) -> str:
+    """The base a LoRA run resumes on: the one its checkpoint points at (present and unchanged, or one line)."""
+    saved = checkpoint.read_meta(resume_from).get("lora")
+    if not saved:
+        raise CheckpointError(f"cannot resume a LoRA run from {resume_from}: it is a full checkpoint — fix: resume"
+                              " with align.lora.enabled=false, or start the LoRA run from it with"
+                              " checkpoint.init_from")
+    return str(base_pointer.check_base(saved, str(resume_from)))
 
 
 def build_frozen_model(cfg: Config, weights: Optional[str]) -> List:

@@ -167,10 +167,10 @@ class Trainer:
         if self._compat is None:
             self._compat = compat.record(self.cfg)
         meta = {"config": self.cfg.model.name, "tokens_seen": self.consumed_samples * self.cfg.model.seq_length,
-                "parameters": self._parameters, **self._compat}
+                "parameters": self._parameters, **self._compat, **self.state.checkpoint_meta}
         checkpoint.save_training_state(self.cfg.checkpoint.dir, self.step, self.model, self.optimizer, self.scheduler,
                            self.consumed_samples, meta, self.faults, self.async_queue, self._published,
-                           needed_bytes=needed)
+                           needed_bytes=needed, trainable_only=self.state.trainable_only)
 
     def finish_pending_saves(self, blocking: bool = True) -> None:
         if self.async_queue is not None:
