@@ -15,8 +15,9 @@ log-probs (policy), and a KL proxy: mean over both replies of log π − log π_
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
-from typing import List
+from typing import Callable, List
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from myllm_mc.config import Config
 from myllm_mc.data.tokenizer import Tokenizer
+from myllm_mc.lora.apply import adapters_disabled
 from myllm_mc.train.faults import NONE
 from myllm_mc.train.objective import Objective
 from myllm_mc.train.run import run_objective
@@ -85,6 +87,7 @@ class DPOObjective(Objective):
 
     def __init__(self, reference: List, beta: float, label_smoothing: float = 0.0):
         self.reference, self.beta, self.label_smoothing = reference, beta, label_smoothing
+        self.reference_scope: Callable = contextlib.nullcontext   # LoRA: the policy with its adapters off
 
     # -- reference log-probs, once per global batch ---------------------------------------------------------
     def prepare(self, trainer, iterators, forward_only):
@@ -93,7 +96,7 @@ class DPOObjective(Objective):
         for other in iterators[1:]:                  # interleaved schedules: every chunk's iterator advances
             for _ in range(n):
                 next(other)
-        with torch.no_grad():
+        with torch.no_grad(), self.reference_scope():
             store = run_schedule(self.reference, self._reference_step, [iter(batches) for _ in self.reference], n,
                                  trainer.cfg.model.seq_length, trainer.cfg.training.micro_batch_size, True)
         for batch, entry in zip(batches, store):     # the last pipeline stage only: where the loss is computed
@@ -157,6 +160,11 @@ def build_dpo_data(cfg: Config, tokenizer, pairs, echo=print):
     return train, valid
 
 
+def adapter_reference(cfg: Config) -> bool:
+    """With LoRA the reference is the frozen base itself (adapters off), unless align.reference names other weights."""
+    return cfg.align.lora.enabled and cfg.align.reference in (None, cfg.checkpoint.init_from)
+
+
 def run_dpo(cfg: Config, faults=None, extra_callbacks=()):
     """`myllm finetune dpo`: policy from `checkpoint.init_from` (or resumed), frozen reference from
     `align.reference` or `checkpoint.init_from`, both in the run's layout."""
@@ -170,7 +178,12 @@ def run_dpo(cfg: Config, faults=None, extra_callbacks=()):
     base = sequence_data(train, valid)
 
     def make_data(run_cfg, state):
-        objective.reference = build_frozen_model(run_cfg, cfg.align.reference or cfg.checkpoint.init_from)
+        if adapter_reference(cfg):
+            objective.reference = state.model
+            objective.reference_scope = partial(adapters_disabled, state.model)
+            echo("dpo reference: the policy's base with its LoRA adapters disabled (no frozen copy in memory)")
+        else:
+            objective.reference = build_frozen_model(run_cfg, cfg.align.reference or cfg.checkpoint.init_from)
         return base(run_cfg, state)
 
     return run_objective(cfg, objective, make_data, faults or NONE, extra_callbacks)

@@ -16,11 +16,12 @@ for that step) when the mean exceeds `align.grpo.logprob_tolerance`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 from functools import partial
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -91,6 +92,7 @@ class GRPOObjective(Objective):
         self.metric_keys = ("reward", *[f"reward {n}" for n in reward_names], "kl", "entropy", "clip fraction",
                             "ratio", "response length", "kept groups", "logprob diff", "advantage abs")
         self.reference: List = []            # frozen chunks (empty when beta = 0)
+        self.reference_scope: Callable = contextlib.nullcontext   # LoRA: the policy with its adapters off
         self.prompts_per_rank = prompts_per_rank
         self.sampler = PolicySampler(tokenizer, cfg.model, prompts_per_rank * g.group_size, cfg.training.seed)
         self._batches: Optional[List[dict]] = None
@@ -139,7 +141,7 @@ class GRPOObjective(Objective):
         batches = rollout.micro_batches(self.cfg.training.micro_batch_size)
         if self.reference:
             n = trainer.num_microbatches
-            with torch.no_grad():
+            with torch.no_grad(), self.reference_scope():
                 store = run_schedule(self.reference, self._reference_step, [iter(batches)], n,
                                      self.cfg.model.seq_length, self.cfg.training.micro_batch_size, True)
             for batch, entry in zip(batches, store):            # last pipeline stage only
@@ -270,9 +272,11 @@ def _spread(prompts, count: int):
 def run_grpo(cfg: Config, faults=None, extra_callbacks=()):
     """`myllm finetune grpo`: policy from `checkpoint.init_from` (or resumed), frozen reference from
     `align.reference` or `checkpoint.init_from` (none when beta = 0), both in the run's layout."""
+    from myllm_mc.lora.apply import adapters_disabled  # megatron-core: see _new_rollout
     from myllm_mc.train.run import run_objective
     from myllm_mc.train.setup import build_frozen_model
 
+    from .dpo import adapter_reference
     from .grpo_eval import GRPOPlot, HeldOutAccuracy
     check_align_layout(cfg, "grpo")
     check_grpo(cfg)
@@ -297,7 +301,11 @@ def run_grpo(cfg: Config, faults=None, extra_callbacks=()):
         from megatron.core import parallel_state as ps
 
         from myllm_mc.train.trainer import ObjectiveData
-        if g.beta > 0:
+        if g.beta > 0 and adapter_reference(cfg):
+            objective.reference = state.model
+            objective.reference_scope = partial(adapters_disabled, state.model)
+            echo("grpo reference: the policy's base with its LoRA adapters disabled (no frozen copy in memory)")
+        elif g.beta > 0:
             objective.reference = build_frozen_model(run_cfg, cfg.align.reference or cfg.checkpoint.init_from)
         rank, size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
         return ObjectiveData(lambda consumed: prompt_rollouts(
