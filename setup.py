@@ -19,6 +19,9 @@ INTEROP = ["gguf==0.19.0", "transformers==5.24.0", "accelerate>=1.0", "jinja2>=3
 # lm-evaluation-harness for the `myllm` model backend (`myllm-lm-eval`, `myllm eval --lm-eval`): pinned, pure Python,
 # leaves torch alone (its `hf` extra is not used: transformers and accelerate come with INTEROP)
 LM_EVAL = ["lm_eval==0.4.13"]
+# LoRA adapters in Hugging Face PEFT's format (`myllm export peft`, `myllm import peft`, and the test that PEFT itself
+# loads ours): pinned, pure Python; its torch/transformers requirements are already met, so pip leaves torch alone
+PEFT = ["peft==0.21.2"]
 TEST = ["pytest>=8", "pytest-timeout>=2.3", "pexpect>=4.8", "ruff==0.17.6"] + DATA + INTEROP   # pexpect: `myllm chat` in a real pty
 
 setup(
@@ -49,7 +52,8 @@ setup(
         "test": TEST,
         "serve": SERVE,
         "lm_eval": LM_EVAL,
-        "all": DATA + MPI + TEST + INTEROP + SERVE + LM_EVAL,
+        "peft": PEFT,
+        "all": DATA + MPI + TEST + INTEROP + SERVE + LM_EVAL + PEFT,
     },
     # myllm-lm-eval: lm_eval's own CLI with the `myllm` model registered (lm_eval 0.4.13 discovers no plugins)
     entry_points={"console_scripts": ["myllm=myllm_mc.cli:main", "myllm-lm-eval=myllm_mc.evaluate.lm_eval_cli:main"]},
