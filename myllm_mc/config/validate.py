@@ -89,6 +89,88 @@ def _check_model(cfg: Config) -> None:
                           " — fix: --set model.spec=te (GPU) or --set model.precision=bf16")
 
 
+def moe_layer_pattern(model) -> list:
+    """1 = MoE layer, 0 = dense, per layer: `moe.layer_pattern` when given, else the first `first_dense_layers`
+    dense and the rest MoE; all 0 for a dense model. (megatron-core's `moe_layer_freq` as a list.)"""
+    moe = model.moe
+    if not moe.num_experts:
+        return [0] * model.num_layers
+    if moe.layer_pattern is not None:
+        return list(moe.layer_pattern)
+    return [0 if i < moe.first_dense_layers else 1 for i in range(model.num_layers)]
+
+
+def _check_moe(cfg: Config) -> None:
+    """MoE keys against each other, the layout and megatron-core's TransformerConfig / MoELayer assertions."""
+    m, p, moe = cfg.model, cfg.parallel, cfg.model.moe
+    ep, etp = p.expert, p.expert_tensor if p.expert_tensor is not None else p.tensor
+    if p.expert < 1 or etp < 1:
+        raise ConfigError(f"parallel.expert / parallel.expert_tensor: must be at least 1, got {p.expert} / {etp}"
+                          " — fix: --set parallel.expert=1 parallel.expert_tensor=null")
+    if not moe.num_experts:
+        if moe.num_experts < 0:
+            raise ConfigError(f"model.moe.num_experts: {moe.num_experts} must be ≥ 0 (0 = dense) — fix: --set"
+                              " model.moe.num_experts=0")
+        if ep > 1 or p.expert_tensor not in (None, p.tensor):
+            raise ConfigError(f"parallel.expert={ep}, parallel.expert_tensor={p.expert_tensor}: expert parallelism"
+                              " needs experts — fix: --set model.moe.num_experts=8 (or more), or parallel.expert=1"
+                              " parallel.expert_tensor=null")
+        return
+    key = "model.moe"
+    if not 1 <= moe.top_k <= moe.num_experts:
+        raise ConfigError(f"{key}.top_k: {moe.top_k} must be between 1 and num_experts {moe.num_experts} — fix:"
+                          f" --set {key}.top_k=2")
+    ffn = moe.ffn_hidden_size if moe.ffn_hidden_size is not None else m.ffn_hidden_size
+    if ffn < 1 or moe.shared_expert_ffn_hidden_size < 0:
+        raise ConfigError(f"{key}.ffn_hidden_size / shared_expert_ffn_hidden_size: {ffn} / "
+                          f"{moe.shared_expert_ffn_hidden_size} must be ≥ 1 / ≥ 0 — fix: e.g. --set {key}.ffn_hidden_size=1024")
+    pattern = moe_layer_pattern(m)
+    if len(pattern) != m.num_layers or any(x not in (0, 1) for x in pattern):
+        raise ConfigError(f"{key}.layer_pattern: {moe.layer_pattern} must list 0 (dense) or 1 (MoE) for each of the"
+                          f" {m.num_layers} layers — fix: e.g. --set '{key}.layer_pattern=[0{', 1' * (m.num_layers - 1)}]'")
+    if not 0 <= moe.first_dense_layers < m.num_layers:
+        raise ConfigError(f"{key}.first_dense_layers: {moe.first_dense_layers} must be in [0, num_layers {m.num_layers})"
+                          f" — fix: --set {key}.first_dense_layers=0 or model.moe.num_experts=0 for a dense model")
+    if moe.num_experts % ep:
+        raise ConfigError(f"parallel.expert: {ep} does not divide {key}.num_experts {moe.num_experts} — fix: an"
+                          f" expert-parallel size that divides {moe.num_experts}")
+    expert_grid = etp * ep * p.pipeline
+    if p.world_size % expert_grid:
+        raise ConfigError(f"parallel.expert: expert_tensor {etp} × expert {ep} × pipeline {p.pipeline} = {expert_grid}"
+                          f" does not divide the world size {p.world_size} — fix: sizes whose product divides it")
+    if etp > 1 and ffn % etp:
+        raise ConfigError(f"parallel.expert_tensor: {etp} does not divide the expert FFN size {ffn} — fix:"
+                          f" --set parallel.expert_tensor=1")
+    if moe.top_k == 1 and moe.router_score == "softmax" and not moe.router_pre_softmax:
+        raise ConfigError(f"{key}.top_k: 1 with a softmax router needs the softmax before the top-k (after it every"
+                          f" weight is 1 and the router gets no gradient) — fix: --set {key}.router_pre_softmax=true")
+    if moe.expert_bias and moe.router_score != "sigmoid":
+        raise ConfigError(f"{key}.expert_bias: aux-loss-free balancing is defined for sigmoid router scores — fix:"
+                          f" --set {key}.router_score=sigmoid")
+    for name in ("aux_loss_coeff", "z_loss_coeff", "bias_update_rate"):
+        value = getattr(moe, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{key}.{name}: {value} must be a number ≥ 0 — fix: e.g. --set {key}.{name}=0")
+    if moe.capacity_factor is not None and not (math.isfinite(moe.capacity_factor) and moe.capacity_factor > 0):
+        raise ConfigError(f"{key}.capacity_factor: {moe.capacity_factor} must be positive or null (no dropping)"
+                          f" — fix: e.g. --set {key}.capacity_factor=1.25")
+    if moe.pad_to_capacity and moe.capacity_factor is None:
+        raise ConfigError(f"{key}.pad_to_capacity: needs {key}.capacity_factor — fix: --set {key}.capacity_factor=1.25"
+                          f" or {key}.pad_to_capacity=false")
+    if p.tensor > 1 and not p.sequence_parallel:
+        raise ConfigError("parallel.sequence_parallel: megatron-core's MoE layer refuses tensor parallelism without"
+                          " sequence parallelism in training — fix: --set parallel.sequence_parallel=true")
+    if m.add_bias and etp > 1:
+        raise ConfigError("model.add_bias: biases in experts need parallel.expert_tensor=1 — fix: --set"
+                          " parallel.expert_tensor=1")
+    if moe.grouped_gemm and m.spec == "local":
+        raise ConfigError(f"{key}.grouped_gemm: grouped GEMM comes from Transformer Engine, but model.spec is local"
+                          f" — fix: --set {key}.grouped_gemm=false (SequentialMLP) or model.spec=te")
+    if moe.dispatcher == "flex" and m.spec == "local":
+        raise ConfigError(f"{key}.dispatcher: flex (DeepEP/HybridEP) is a CUDA kernel library, but model.spec is local"
+                          f" — fix: --set {key}.dispatcher=alltoall")
+
+
 def _check_compile(cfg: Config) -> None:
     if cfg.model.compile and cfg.model.recompute != "none":
         raise ConfigError(f"model.compile with model.recompute={cfg.model.recompute}: activation recomputation inside"
@@ -190,5 +272,6 @@ def resolve_and_validate(cfg: Config, world_size: Optional[int] = None) -> Confi
     _check_model(cfg)
     _check_compile(cfg)
     _check_layout(cfg)
+    _check_moe(cfg)
     _check_training(cfg)
     return cfg

@@ -13,6 +13,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 
 from myllm_mc.config import ConfigError
 from myllm_mc.config.schema import Config
+from myllm_mc.config.validate import moe_layer_pattern
 from myllm_mc.parallel.hardware import cuda_available, resolve_backend, resolve_spec
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
@@ -25,6 +26,30 @@ def _recompute(recompute: str) -> dict:
     if recompute == "full":        # whole layers, one per checkpointed unit
         return {"recompute_granularity": "full", "recompute_method": "uniform", "recompute_num_layers": 1}
     return {}
+
+
+def _moe(cfg: Config) -> dict:
+    """MoE fields of TransformerConfig (none for a dense model). Routing, load balancing, dispatch and the experts
+    are megatron-core's own (TopKRouter, MoE*TokenDispatcher, SequentialMLP/TEGroupedMLP, SharedExpertMLP)."""
+    m, p, moe = cfg.model, cfg.parallel, cfg.model.moe
+    if not moe.num_experts:
+        return {}
+    pattern = moe_layer_pattern(m)
+    return dict(
+        num_moe_experts=moe.num_experts, moe_router_topk=moe.top_k,
+        moe_ffn_hidden_size=moe.ffn_hidden_size if moe.ffn_hidden_size is not None else m.ffn_hidden_size,
+        moe_shared_expert_intermediate_size=moe.shared_expert_ffn_hidden_size or None,
+        moe_layer_freq=pattern, moe_router_score_function=moe.router_score,
+        moe_router_pre_softmax=moe.router_pre_softmax, moe_router_load_balancing_type=moe.load_balancing,
+        moe_aux_loss_coeff=moe.aux_loss_coeff if moe.load_balancing != "none" else 0.0,
+        moe_z_loss_coeff=moe.z_loss_coeff or None,
+        moe_router_enable_expert_bias=moe.expert_bias, moe_router_bias_update_rate=moe.bias_update_rate,
+        moe_expert_capacity_factor=moe.capacity_factor, moe_pad_expert_input_to_capacity=moe.pad_to_capacity,
+        moe_token_drop_policy=moe.drop_policy, moe_token_dispatcher_type=moe.dispatcher,
+        moe_flex_dispatcher_backend="deepep", moe_grouped_gemm=moe.grouped_gemm,
+        moe_router_dtype=None if moe.router_dtype == "model" else moe.router_dtype,
+        expert_model_parallel_size=p.expert, expert_tensor_parallel_size=p.expert_tensor,
+    )
 
 
 def transformer_config(cfg: Config, on_meta_device: bool = False):
@@ -71,4 +96,5 @@ def transformer_config(cfg: Config, on_meta_device: bool = False):
         persist_layer_norm=False,
         use_cpu_initialization=on_meta_device, perform_initialization=not on_meta_device,
         **_recompute(m.recompute),
+        **_moe(cfg),
     )

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from megatron.core.inference import communication_utils
 from megatron.core.tensor_parallel import random as mrandom
+from megatron.core.transformer.moe import moe_utils
+from megatron.core.transformer.moe.token_dispatcher import MoEAlltoAllTokenDispatcher
 from torch.autograd.function import BackwardCFunction
 from torch.overrides import TorchFunctionMode
 
@@ -84,6 +86,25 @@ PATCHES = (
           "megatron's inference broadcasts (sampled tokens from the last pipeline stage) assert tensor.is_cuda"
           " before a torch.distributed.broadcast that gloo runs on CPU tensors; the check becomes 'not None'",
           (("megatron.core.inference.communication_utils", "assert tensor.is_cuda"),)),
+    Patch("moe_te_gemm",
+          "moe_utils imports te_general_gemm only inside `try: import transformer_engine` and never defines it"
+          " otherwise, so the router's RouterGatingLinearFunction (forward and backward) raises NameError without"
+          " TE; defined as None, megatron takes its own torch.mm branch",
+          (("megatron.core.transformer.moe.moe_utils", "if te_general_gemm is not None and router_dtype"),
+           ("megatron.core.transformer.moe.moe_utils", "if te_general_gemm is not None and ctx.router_dtype"))),
+    Patch("moe_dtoh_stream",
+          "the alltoall dispatcher creates a CUDA stream for its device-to-host copies when it is built, unless"
+          " the class attribute is already set; a placeholder is set (the CPU needs no copy stream)",
+          (("megatron.core.transformer.moe.token_dispatcher",
+            "MoEAlltoAllTokenDispatcher.cuda_dtoh_stream = torch.cuda.Stream()"),)),
+    Patch("moe_dtoh_sync",
+          "the alltoall dispatcher's _maybe_dtoh_and_synchronize calls torch.cuda.current_stream() every forward"
+          " and turns the split sizes into numpy arrays only for CUDA tensors; the CPU version does the numpy"
+          " conversion itself (all_to_all_single rejects tensors there: 'incompatible function arguments')",
+          (("megatron.core.transformer.moe.token_dispatcher",
+            "on_side_stream = torch.cuda.current_stream() != self.cuda_dtoh_stream"),
+           ("megatron.core.transformer.moe.token_dispatcher", "self.input_splits, as_numpy=True"),
+           ("megatron.core.transformer.moe.moe_utils", "if torch.is_tensor(tensor) and tensor.is_cuda:"))),
 )
 
 
@@ -164,6 +185,27 @@ def _cpu_set_rng_state(new_state, device=-1, graph_safe=False):
     torch.set_rng_state(new_state)
 
 
+class _NoStream:
+    """Stands for the alltoall dispatcher's device-to-host CUDA stream (patch moe_dtoh_stream); never used, because
+    patch moe_dtoh_sync replaces the only method that touches it."""
+
+
+def _as_numpy(value):
+    return value.numpy() if torch.is_tensor(value) else value
+
+
+def _cpu_dtoh_and_synchronize(self, point, tokens_per_expert=None):
+    """megatron's `_maybe_dtoh_and_synchronize` without streams (patch moe_dtoh_sync): at the copy point the split
+    sizes become numpy arrays, as `maybe_move_tensor_to_cpu(as_numpy=True)` makes them from CUDA tensors; the
+    all-to-all needs them as lists of ints. CPU ops are synchronous, so the sync point needs nothing."""
+    if not self.drop_and_pad and point == self.cuda_dtoh_point:
+        self.input_splits = _as_numpy(self.input_splits)
+        self.output_splits = _as_numpy(self.output_splits)
+        self.output_splits_tp = _as_numpy(self.output_splits_tp)
+    return tokens_per_expert
+
+
+_ABSENT = object()
 _saved: dict = {}
 _mode: _CudaOnCpuMode | None = None
 
@@ -186,7 +228,9 @@ def install() -> bool:
         manual_seed=torch.cuda.manual_seed, tracker_cls=mrandom.CudaRNGStatesTracker,
         get_state=mrandom._get_cuda_rng_state, set_state=mrandom._set_cuda_rng_state,
         tracker=mrandom._CUDA_RNG_STATE_TRACKER, tracker_init=mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED,
-        is_cuda=communication_utils._is_cuda)
+        is_cuda=communication_utils._is_cuda, dtoh_stream=MoEAlltoAllTokenDispatcher.cuda_dtoh_stream,
+        dtoh_sync=MoEAlltoAllTokenDispatcher._maybe_dtoh_and_synchronize,
+        te_gemm=moe_utils.__dict__.get("te_general_gemm", _ABSENT))
     torch.cuda.current_device = lambda: "cpu"          # patch current_device
     torch.cuda.synchronize = lambda device=None: None  # patch synchronize
     torch.cuda.manual_seed = torch.manual_seed         # patch manual_seed (the CPU default generator)
@@ -198,6 +242,11 @@ def install() -> bool:
     mrandom.initialize_rng_tracker(force_reset=True)
     BackwardCFunction.apply = _backward_with_mode(BackwardCFunction.apply)   # patch backward_mode
     communication_utils._is_cuda = _cpu_is_cuda                              # patch inference_is_cuda
+    if _saved["te_gemm"] is _ABSENT:                                         # patch moe_te_gemm
+        moe_utils.te_general_gemm = None
+    if MoEAlltoAllTokenDispatcher.cuda_dtoh_stream is None:                  # patch moe_dtoh_stream
+        MoEAlltoAllTokenDispatcher.cuda_dtoh_stream = _NoStream()
+    MoEAlltoAllTokenDispatcher._maybe_dtoh_and_synchronize = _cpu_dtoh_and_synchronize   # patch moe_dtoh_sync
     _mode = _CudaOnCpuMode()
     _mode.__enter__()
     pin_mmap_threshold()    # not CUDA-related, but CPU-only: predictable resident memory (see cpu_allocator.py)
@@ -221,6 +270,10 @@ def uninstall() -> None:
     mrandom._CUDA_RNG_STATE_TRACKER = _saved["tracker"]
     mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED = _saved["tracker_init"]
     communication_utils._is_cuda = _saved["is_cuda"]
+    if _saved["te_gemm"] is _ABSENT:
+        moe_utils.__dict__.pop("te_general_gemm", None)
+    MoEAlltoAllTokenDispatcher.cuda_dtoh_stream = _saved["dtoh_stream"]
+    MoEAlltoAllTokenDispatcher._maybe_dtoh_and_synchronize = _saved["dtoh_sync"]
 
 
 def missing_call_sites() -> list[str]:

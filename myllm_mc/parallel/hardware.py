@@ -57,4 +57,12 @@ def resolve_spec(model: ModelConfig) -> str:
     if model.precision == "fp8" and spec == "local":
         raise ConfigError("model.precision: fp8 needs Transformer Engine kernels, which this machine lacks"
                           " (spec resolved to local) — fix: --set model.precision=bf16, or run on a GPU with TE")
+    moe = model.moe
+    if moe.num_experts and spec == "local" and moe.grouped_gemm:
+        raise ConfigError("model.moe.grouped_gemm: grouped GEMM needs Transformer Engine on a GPU (megatron-core's"
+                          " GroupedMLP asserts 'Grouped GEMM is not available') and this machine resolves to the local"
+                          " spec — fix: --set model.moe.grouped_gemm=false (SequentialMLP, one GEMM per expert)")
+    if moe.num_experts and spec == "local" and moe.dispatcher == "flex":
+        raise ConfigError("model.moe.dispatcher: flex runs DeepEP/HybridEP CUDA kernels, which this machine lacks"
+                          " — fix: --set model.moe.dispatcher=alltoall (or allgather); both run over gloo")
     return spec

@@ -1,6 +1,6 @@
 """torch.distributed + megatron-core parallel_state from the config: the layout is configuration.
 
-    runtime = init_distributed(cfg)     # process group, TP/PP/VPP/CP/DP groups, seeds
+    runtime = init_distributed(cfg)     # process group, TP/PP/VPP/CP/DP and expert (EP/ETP) groups, seeds
     ...
     destroy()                           # groups and process group gone; init_distributed may run again
 
@@ -88,6 +88,7 @@ def init_distributed(cfg: Config, seed: int | None = None, timeout_minutes: int 
     ps.initialize_model_parallel(
         tensor_model_parallel_size=p.tensor, pipeline_model_parallel_size=p.pipeline,
         virtual_pipeline_model_parallel_size=virtual, context_parallel_size=p.context,
+        expert_model_parallel_size=p.expert, expert_tensor_parallel_size=p.expert_tensor,
         distributed_timeout_minutes=timeout_minutes)
     set_seed(cfg.training.seed if seed is None else seed)
     device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")

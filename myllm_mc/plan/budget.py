@@ -29,6 +29,7 @@ class TrainingBudget:
     mfu: float
     six_nd_hours: float
     megatron_hours: float
+    active_parameters: int = 0      # per token (MoE: total less the experts a token is not routed to); 6ND uses it
 
 
 def hours_at(flops: float, gpus: int, peak_flops_per_gpu: float, mfu: float) -> float:
@@ -39,7 +40,8 @@ def hours_at(flops: float, gpus: int, peak_flops_per_gpu: float, mfu: float) -> 
 def training_budget(cfg) -> TrainingBudget:
     """Everything SPEC.md derives from the token budget, for `cfg`'s model, batch, GPU and layout."""
     m = cfg.model
-    parameters = parameter_breakdown(m).total
+    breakdown = parameter_breakdown(m)
+    parameters = breakdown.total
     tokens_per_step = cfg.training.global_batch_size * m.seq_length
     if cfg.plan.training_tokens is not None:
         tokens, source = float(cfg.plan.training_tokens), "plan.training_tokens"
@@ -49,11 +51,11 @@ def training_budget(cfg) -> TrainingBudget:
     peak = gpu.peak_flops(m.precision)
     gpus = cfg.parallel.world_size if cfg.parallel.world_size != "auto" else 1
     per_token = flops_per_token(m, padded_vocab=padded_vocab_size(m, cfg.parallel.tensor))
-    six = six_nd(parameters, tokens)
+    six = six_nd(breakdown.active, tokens)
     megatron = per_token * tokens
     return TrainingBudget(
         parameters=parameters, tokens=tokens, tokens_from=source, tokens_per_step=tokens_per_step,
         steps=int(tokens // tokens_per_step), tokens_per_parameter=tokens / parameters,
         initial_loss=math.log(m.vocab_size), six_nd_flops=six, megatron_flops=megatron, gpus=gpus,
         peak_flops_per_gpu=peak, mfu=cfg.plan.mfu, six_nd_hours=hours_at(six, gpus, peak, cfg.plan.mfu),
-        megatron_hours=hours_at(megatron, gpus, peak, cfg.plan.mfu))
+        megatron_hours=hours_at(megatron, gpus, peak, cfg.plan.mfu), active_parameters=breakdown.active)

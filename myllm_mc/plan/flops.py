@@ -19,12 +19,16 @@ activation recomputation the forward runs twice, so the factor is 4 × 2 = 8: th
 not the model FLOPs that MFU divides by.
 
 Without attention this is 6 × (non-norm parameters) per token, i.e. the familiar 6·N of Kaplan et al. 2020.
+Mixture of experts (plan/moe.py): an MoE layer's MLP term is what one token runs through, the router h·E, top_k
+routed experts 3·h·f_e each and the shared expert 3·h·f_s, so the rule becomes 6·N_active (Megatron-LM counts
+the same, less the router GEMM).
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
+from .moe import layer_pattern, moe_mlp_flops_bracket
 from .params import padded_vocab_size
 
 
@@ -36,7 +40,8 @@ def _bracket(model_cfg, seq_length: int, vocab: int) -> float:
     ffn_factor = 3 if m.activation == "swiglu" else 2
     attention = m.hidden_size * (query + 2 * key_value) + query * seq_length / 2 * 2 + query * m.hidden_size
     mlp = m.hidden_size * m.ffn_hidden_size * ffn_factor
-    return m.num_layers * (attention + mlp) + m.hidden_size * vocab
+    dense_layers = m.num_layers - sum(layer_pattern(m))
+    return m.num_layers * attention + dense_layers * mlp + moe_mlp_flops_bracket(m) + m.hidden_size * vocab
 
 
 def flops_per_iteration(model_cfg, batch_sequences: int, *, seq_length: Optional[int] = None,

@@ -44,8 +44,24 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def _expert_options(cfg, gpus: int, tensor: int, pipeline: int):
+    """(expert, expert_tensor) pairs: every EP that divides the experts and, with ETP, the GPUs of a pipeline stage;
+    expert TP either follows TP (megatron's default, null) or is 1. A dense model has only (1, null)."""
+    experts = cfg.model.moe.num_experts
+    if not experts:
+        return [(1, None)]
+    stage = gpus // pipeline
+    options = []
+    for etp in sorted({tensor, 1}):
+        for ep in _divisors(stage // etp):
+            if experts % ep == 0:
+                options.append((ep, None if etp == tensor else etp))
+    return options
+
+
 def candidate_layouts(cfg, gpus: int):
-    """Every tensor × pipeline × context × data factorisation of `gpus`, with SP on/off and VPP sizes."""
+    """Every tensor × pipeline × context × data factorisation of `gpus`, with SP on/off and VPP sizes, and for
+    MoE every expert × expert-tensor split (expert parallelism reuses the data/context/tensor ranks)."""
     for tensor in _divisors(gpus):
         for pipeline in _divisors(gpus // tensor):
             for context in _divisors(gpus // (tensor * pipeline)):
@@ -53,9 +69,11 @@ def candidate_layouts(cfg, gpus: int):
                 virtual_options = [None] + list(range(2, cfg.model.num_layers // pipeline + 1))
                 for sequence_parallel in (False, True):
                     for virtual in virtual_options:
-                        yield dataclasses.replace(
-                            cfg.parallel, world_size=gpus, tensor=tensor, pipeline=pipeline, context=context,
-                            data=data, sequence_parallel=sequence_parallel, virtual_pipeline=virtual)
+                        for expert, expert_tensor in _expert_options(cfg, gpus, tensor, pipeline):
+                            yield dataclasses.replace(
+                                cfg.parallel, world_size=gpus, tensor=tensor, pipeline=pipeline, context=context,
+                                data=data, sequence_parallel=sequence_parallel, virtual_pipeline=virtual,
+                                expert=expert, expert_tensor=expert_tensor)
 
 
 def layout_options(cfg, gpus: int, gpu_name: str) -> tuple[list[LayoutOption], list[str]]:
@@ -82,10 +100,13 @@ def layout_options(cfg, gpus: int, gpu_name: str) -> tuple[list[LayoutOption], l
 def _rank(option: LayoutOption):
     """Fitting layouts first; then the fewest model-parallel ways (each adds per-layer collectives or a pipeline
     bubble to the critical path, while data parallelism's gradient traffic overlaps with compute); then the
-    smaller bubble; tensor before context parallelism; sequence parallelism on; then the smaller footprint."""
+    smaller bubble; tensor before context parallelism; sequence parallelism on; experts unsplit by tensor
+    parallelism (ETP 1: expert GEMMs stay whole, megatron's advice); then the smaller footprint, which among
+    MoE layouts favours the larger expert parallelism (expert weights, gradients and Adam state ÷ EP)."""
     p = option.parallel
+    expert_tensor = p.expert_tensor if p.expert_tensor is not None else p.tensor
     return (not option.fits, option.model_parallel, option.bubble, p.context, not p.sequence_parallel,
-            option.memory.total)
+            expert_tensor > 1, option.memory.total)
 
 
 def recommendation(options: list[LayoutOption], gpu_name: str) -> str:

@@ -26,6 +26,12 @@ Pipelining: under 1F1B, pipeline rank r holds min(p − r, m) micro-batches of i
 schedule (v chunks per rank) holds 2(p − r − 1) + (v − 1)p + 1 chunk-micro-batches of L/(p·v) layers — for the
 first rank L·(1 + (p − 1)/(p·v)) layer-micro-batches, Korthikanti's interleaving factor. The last stage also
 holds the logits: BF16 logits plus the FP32 softmax the cross-entropy keeps for backward, s·b·V/t·(e + 4) bytes.
+
+Mixture of experts (plan/moe.py): an MoE layer's routed experts live on E/EP ranks' worth of experts, each split
+over expert-tensor ranks, so their weights and gradients are divided by EP × ETP and their Adam state by the
+expert data-parallel size world / (ETP × EP × PP) (megatron's distributed optimizer shards expert parameters over
+that group); the router is replicated and the shared expert split over TP like a dense MLP. Activations of an MoE
+layer count the routed rows (top_k per token, balanced routing) instead of the dense MLP's.
 """
 
 from __future__ import annotations
@@ -36,6 +42,15 @@ from typing import Optional
 
 from myllm_mc.config.validate import resolve_layout
 
+from .moe import (
+    expert_data,
+    expert_tensor,
+    layer_pattern,
+    moe_layer_activation_bytes,
+    moe_of,
+    moe_params,
+    stage_layers,
+)
 from .params import padded_vocab_size, parameter_breakdown
 
 
@@ -52,7 +67,8 @@ class MemoryBreakdown:
     stage: str                      # "only" (no pipeline), "first" or "last"
     parameters_on_gpu: int
     layer_microbatches: float       # layer × micro-batch activation sets held at the peak
-    activation_bytes_per_layer: int  # one layer, one micro-batch, at the configured recompute
+    activation_bytes_per_layer: int  # one layer, one micro-batch, at the configured recompute (mean over the stage)
+    expert_parameters_on_gpu: int = 0   # routed-expert parameters among parameters_on_gpu (÷ EP × ETP)
 
 
 def uses_flash_attention(model_cfg) -> bool:
@@ -65,8 +81,9 @@ def _element_bytes(model_cfg) -> int:
     return 4 if model_cfg.precision == "fp32" else 2
 
 
-def layer_activation_bytes(model_cfg, parallel, micro_batch: int, recompute: str) -> dict:
-    """Activation bytes of one layer for one micro-batch: 'stored' per layer, and the 'working' set of full recompute."""
+def layer_activation_bytes(model_cfg, parallel, micro_batch: int, recompute: str, moe: bool = False) -> dict:
+    """Activation bytes of one layer for one micro-batch: 'stored' per layer, and the 'working' set of full recompute.
+    moe: the layer's MLP is a mixture of experts (plan/moe.py's per-routed-row terms replace the dense MLP's)."""
     m = model_cfg
     e = _element_bytes(m)
     t, c = parallel.tensor, parallel.context
@@ -77,7 +94,9 @@ def layer_activation_bytes(model_cfg, parallel, micro_batch: int, recompute: str
     mlp_width = 3 * m.ffn_hidden_size if m.activation == "swiglu" else 2 * m.ffn_hidden_size
     hidden_split = t if parallel.sequence_parallel else 1
     hidden_part = 4 * e * tokens * m.hidden_size / hidden_split
-    tensor_part = e * tokens * (2 * query + 2 * key_value + mlp_width) / t
+    tensor_part = e * tokens * (2 * query + 2 * key_value + (0 if moe else mlp_width)) / t
+    if moe:
+        tensor_part += moe_layer_activation_bytes(m, parallel, tokens, e)
     if uses_flash_attention(m):
         core = 4 * m.num_attention_heads * tokens / t
     else:
@@ -101,12 +120,26 @@ def layer_microbatches_in_flight(num_layers: int, pipeline: int, virtual: Option
     return min(chunks, microbatches * virtual) * num_layers / (pipeline * virtual)
 
 
-def _layer_params_on_rank(model_cfg, tensor: int) -> float:
-    """Matrices and column-parallel biases split over TP; norms and row-parallel biases are replicated."""
+def _layer_params_on_rank(model_cfg, tensor: int, moe: bool = False) -> float:
+    """Matrices and column-parallel biases split over TP; norms and row-parallel biases are replicated. An MoE
+    layer's routed experts are not here (`_expert_params_on_rank`): its router is replicated, its shared expert
+    split over TP like a dense MLP."""
     b = parameter_breakdown(model_cfg)
+    if moe:
+        experts = moe_params(model_cfg)
+        row_biases = model_cfg.hidden_size if model_cfg.add_bias else 0
+        split = b.attention_per_layer - row_biases + experts.shared
+        return split / tensor + row_biases + experts.router + 2 * b.norm_per_layer
     row_biases = 2 * model_cfg.hidden_size if model_cfg.add_bias else 0
     split = b.attention_per_layer + b.mlp_per_layer - row_biases
     return split / tensor + row_biases + 2 * b.norm_per_layer
+
+
+def _expert_params_on_rank(model_cfg, parallel) -> float:
+    """One MoE layer's routed experts on one rank: E / EP experts, each split over expert-tensor ranks."""
+    experts = moe_params(model_cfg)
+    moe = moe_of(model_cfg)
+    return moe.num_experts * experts.per_expert / (parallel.expert * expert_tensor(parallel))
 
 
 def memory_per_gpu(cfg, *, recompute: Optional[str] = None) -> MemoryBreakdown:
@@ -121,9 +154,11 @@ def memory_per_gpu(cfg, *, recompute: Optional[str] = None) -> MemoryBreakdown:
     e = _element_bytes(m)
     vocab = padded_vocab_size(m, p.tensor)
     microbatches = cfg.num_microbatches
-    layer = layer_activation_bytes(m, p, t.micro_batch_size, recompute)
-    per_layer = _layer_params_on_rank(m, p.tensor)
-    layers_per_stage = m.num_layers / p.pipeline
+    pattern = layer_pattern(m)
+    dense_layer = layer_activation_bytes(m, p, t.micro_batch_size, recompute)
+    moe_layer = layer_activation_bytes(m, p, t.micro_batch_size, recompute, moe=True) if any(pattern) else dense_layer
+    dense_params, moe_params_on_rank = _layer_params_on_rank(m, p.tensor), _layer_params_on_rank(m, p.tensor, moe=True)
+    expert_params = _expert_params_on_rank(m, p) if any(pattern) else 0.0
     tokens = m.seq_length // p.context * t.micro_batch_size
     hidden_split = p.tensor if p.sequence_parallel else 1
     embedding_rows = vocab * m.hidden_size / p.tensor
@@ -132,7 +167,12 @@ def memory_per_gpu(cfg, *, recompute: Optional[str] = None) -> MemoryBreakdown:
     candidates = []
     ranks = [("only", 0)] if p.pipeline == 1 else [("first", 0), ("last", p.pipeline - 1)]
     for stage, rank in ranks:
-        params = per_layer * layers_per_stage
+        count = m.num_layers / p.pipeline
+        moe_here = sum(pattern[i] for i in stage_layers(m.num_layers, p.pipeline, p.virtual_pipeline, rank))
+        params = dense_params * (count - moe_here) + moe_params_on_rank * moe_here
+        experts = expert_params * moe_here
+        stored = (dense_layer["stored"] * (count - moe_here) + moe_layer["stored"] * moe_here) / count
+        working = max(dense_layer["working"], moe_layer["working"] if moe_here else 0.0)
         activations = 0.0
         logits = 0.0
         if rank == 0:
@@ -144,15 +184,16 @@ def memory_per_gpu(cfg, *, recompute: Optional[str] = None) -> MemoryBreakdown:
             activations += 2 * e * tokens * m.hidden_size / hidden_split   # final-norm and output-layer inputs
             logits = tokens * vocab / p.tensor * (e + 4)
         in_flight = layer_microbatches_in_flight(m.num_layers, p.pipeline, p.virtual_pipeline, microbatches, rank)
-        activations += in_flight * layer["stored"] + layer["working"]
+        activations += in_flight * stored + working
         optimizer_bytes = 12 if e == 2 else 8
         shards = p.data * p.context if p.distributed_optimizer else 1
-        weights, grads = e * params, e * params
-        optimizer = optimizer_bytes * params / shards
+        expert_shards = expert_data(p) if p.distributed_optimizer else 1
+        weights, grads = e * (params + experts), e * (params + experts)
+        optimizer = optimizer_bytes * (params / shards + experts / expert_shards)
         total = weights + grads + optimizer + activations + logits
         candidates.append(MemoryBreakdown(
             weights=int(weights), gradients=int(grads), optimizer_states=int(optimizer),
             activations=int(activations), logits=int(logits), total=int(total), stage=stage,
-            parameters_on_gpu=int(params), layer_microbatches=in_flight,
-            activation_bytes_per_layer=int(layer["stored"])))
+            parameters_on_gpu=int(params + experts), layer_microbatches=in_flight,
+            activation_bytes_per_layer=int(stored), expert_parameters_on_gpu=int(experts)))
     return max(candidates, key=lambda b: b.total)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from .moe import moe_params
+
 
 @dataclass(frozen=True)
 class ParamBreakdown:
@@ -25,6 +27,10 @@ class ParamBreakdown:
     mlp_per_layer: int
     norm_per_layer: int      # one norm's parameters (weight, + bias for LayerNorm)
     vocab: int               # the vocabulary size counted (padded when asked)
+    active: int = 0          # parameters one token uses: total less the (experts − top_k) it is not routed to
+    moe_layers: int = 0      # layers whose MLP is a mixture of experts (plan/moe.py); mlp_per_layer is the dense one
+    mlp_per_moe_layer: int = 0   # router + every routed expert + shared expert
+    routed_experts: int = 0  # every routed expert of every MoE layer: what expert parallelism divides
 
 
 def padded_vocab_size(model_cfg, tensor: int = 1) -> int:
@@ -80,11 +86,15 @@ def parameter_breakdown(model_cfg, padded_vocab: Optional[int] = None) -> ParamB
         embedding += m.seq_length * m.hidden_size
     attention = attention_params_per_layer(m)
     mlp = mlp_params_per_layer(m)
+    experts = moe_params(m)
+    mlp_total = experts.dense_layers * mlp + experts.moe_layers * experts.mlp_per_moe_layer
     norm = norm_params(m)
     per_layer = attention + mlp + 2 * norm
     output_layer = 0 if m.tie_embeddings else vocab * m.hidden_size
     norms = m.num_layers * 2 * norm + norm
-    total = embedding + m.num_layers * per_layer + norm + output_layer
-    return ParamBreakdown(embedding=embedding, attention=m.num_layers * attention, mlp=m.num_layers * mlp,
+    total = embedding + m.num_layers * (attention + 2 * norm) + mlp_total + norm + output_layer
+    return ParamBreakdown(embedding=embedding, attention=m.num_layers * attention, mlp=mlp_total,
                           norms=norms, output_layer=output_layer, total=total, per_layer=per_layer,
-                          attention_per_layer=attention, mlp_per_layer=mlp, norm_per_layer=norm, vocab=vocab)
+                          attention_per_layer=attention, mlp_per_layer=mlp, norm_per_layer=norm, vocab=vocab,
+                          active=total - experts.inactive_total, moe_layers=experts.moe_layers,
+                          mlp_per_moe_layer=experts.mlp_per_moe_layer, routed_experts=experts.routed_total)

@@ -15,6 +15,8 @@ from .flops import attention_flops_per_token, flops_per_iteration
 from .hardware import gpu_spec
 from .inference import decode_bounds, kv_cache_bytes_per_token
 from .memory import memory_per_gpu, uses_flash_attention
+from .moe import expert_data, expert_tensor
+from .moe_report import moe_rows
 from .params import padded_vocab_size, parameter_breakdown
 
 GiB = 2**30
@@ -68,6 +70,10 @@ def layout_name(p) -> str:
     if p.virtual_pipeline and p.virtual_pipeline > 1:
         parts.append(f"VPP{p.virtual_pipeline}")
     parts += [f"CP{p.context}", f"DP{p.data}"]
+    if getattr(p, "expert", 1) > 1:
+        parts.append(f"EP{p.expert}")
+    if getattr(p, "expert_tensor", None) not in (None, p.tensor):
+        parts.append(f"ETP{p.expert_tensor}")
     name = "×".join(parts)
     return name + (" +SP" if p.sequence_parallel else "")
 
@@ -101,18 +107,23 @@ def _parameter_figures(cfg) -> list[Figure]:
         Figure("params.attention_per_layer", S, "attention per layer", b.attention_per_layer, "",
                f"q {h:,}×{q:,} + k,v 2 × {h:,}×{kv:,} ({m.num_query_groups} KV groups × {m.kv_channels})"
                f" + out {q:,}×{h:,}{attention_extra}"),
-        Figure("params.mlp_per_layer", S, "MLP per layer", b.mlp_per_layer, "", mlp_why),
+        Figure("params.mlp_per_layer", S, "MLP per dense layer" if b.moe_layers else "MLP per layer",
+               b.mlp_per_layer, "", mlp_why),
         Figure("params.norms_per_layer", S, "norms per layer", 2 * b.norm_per_layer, "",
                f"2 pre-norms ({m.normalization}, {norm_kind}) × {h:,}"),
-        Figure("params.per_layer", S, "per layer", b.per_layer, "", "attention + MLP + its two norms"),
+        Figure("params.per_layer", S, "per dense layer" if b.moe_layers else "per layer", b.per_layer, "",
+               "attention + MLP + its two norms"),
         Figure("params.attention", S, "attention, all layers", b.attention, "", f"{L} × attention per layer"),
-        Figure("params.mlp", S, "MLP, all layers", b.mlp, "", f"{L} × MLP per layer"),
+        Figure("params.mlp", S, "MLP, all layers", b.mlp, "", f"{L} × MLP per layer" if not b.moe_layers else
+               f"{L - b.moe_layers} dense × {b.mlp_per_layer:,} + {b.moe_layers} MoE × {b.mlp_per_moe_layer:,}"
+               " (see the mixture-of-experts section)"),
         Figure("params.norms", S, "norms, incl. final norm", b.norms, "",
                f"{L} × 2 × {b.norm_per_layer:,} + final norm {b.norm_per_layer:,}"),
         Figure("params.output_layer", S, "output layer", b.output_layer, "",
                "0: tied to the input embedding" if m.tie_embeddings else f"untied: vocab {m.vocab_size:,} × {h:,}"),
         Figure("params.total", S, "total parameters", b.total, "",
-               f"embedding + {L} × per layer + final norm" + ("" if m.tie_embeddings else " + output layer")),
+               (f"embedding + {L} × per layer + final norm" if not b.moe_layers else
+                "embedding + attention + MLP + norms") + ("" if m.tie_embeddings else " + output layer")),
         Figure("params.padded_vocab", S, "padded vocabulary", padded, "", pad_why),
     ]
 
@@ -147,19 +158,23 @@ def _compute_figures(cfg) -> list[Figure]:
     S = "compute & time"
     where = f"{b.gpus} × {gpu.label} at {b.mfu:.0%} MFU ({b.peak_flops_per_gpu / 1e12:,.0f} TFLOP/s {m.precision} peak each)"
     return [
-        Figure("flops.six_n_per_token", S, "6N per token", 6.0 * b.parameters, "FLOPs",
-               "2 FLOPs per parameter forward + 4 backward (Kaplan et al. 2020)"),
+        Figure("flops.six_n_per_token", S, "6N per token", 6.0 * b.active_parameters, "FLOPs",
+               "2 FLOPs per parameter forward + 4 backward (Kaplan et al. 2020)" + (
+                   f"; N = the {b.active_parameters:,} parameters a token is routed through (MoE)"
+                   if b.active_parameters != b.parameters else "")),
         Figure("flops.attention_per_token_full", S, "attention per token (full s×s)", full_attn, "FLOPs",
                f"12·L·H·Q·T = 12 × {m.num_layers} × {m.num_attention_heads} × {m.kv_channels} × {m.seq_length:,}"
                " (PaLM App. B; SPEC's figure: the scores counted as a full matrix)"),
         Figure("flops.attention_per_token_causal", S, "attention per token (causal)", causal_attn, "FLOPs",
                "half of the above: Megatron-LM counts only the unmasked lower triangle"),
         Figure("flops.megatron_per_token", S, "Megatron FLOPs per token", per_iter / b.tokens_per_step, "FLOPs",
-               "6 × [L(h(q+2kv) + q·s + q·h + 3hf) + hV]: GEMMs incl. causal attention and logits"),
+               "6 × [L(h(q+2kv) + q·s + q·h + 3hf) + hV]: GEMMs incl. causal attention and logits" + (
+                   "; an MoE layer's 3hf is its router h·E + top-k × 3h·f_e + shared 3h·f_s" if b.active_parameters
+                   != b.parameters else "")),
         Figure("flops.megatron_per_iteration", S, "Megatron FLOPs per step", per_iter, "FLOPs",
                f"per token × {b.tokens_per_step:,} tokens; divide by step time × GPUs × peak for MFU"),
         Figure("flops.six_nd", S, "training compute 6ND", b.six_nd_flops, "FLOPs",
-               f"6 × {b.parameters:,} × {sig(b.tokens, 4)} tokens (attention treated as free)"),
+               f"6 × {b.active_parameters:,} × {sig(b.tokens, 4)} tokens (attention treated as free)"),
         Figure("flops.megatron_total", S, "training compute (Megatron)", b.megatron_flops, "FLOPs",
                f"Megatron FLOPs per token × {sig(b.tokens, 4)} tokens"),
         Figure("time.six_nd_hours", S, "wall-clock, 6ND", b.six_nd_hours, "h", f"6ND / ({where})"),
@@ -181,7 +196,9 @@ def _memory_figures(cfg) -> list[Figure]:
     stage = {"only": "", "first": " on the first pipeline stage", "last": " on the last pipeline stage"}[mem.stage]
     figs = [
         Figure("memory.parameters_on_gpu", S, "parameters on this GPU", mem.parameters_on_gpu, "",
-               f"layers / PP {p.pipeline}, matrices / TP {p.tensor}, embedding and output layer where they live{stage}"),
+               f"layers / PP {p.pipeline}, matrices / TP {p.tensor}, embedding and output layer where they live{stage}"
+               + (f"; routed experts / (EP {p.expert} × ETP {expert_tensor(p)})" if mem.expert_parameters_on_gpu
+                  else "")),
         Figure("memory.weights", S, "weights", mem.weights, "GiB", f"{e} bytes per parameter ({m.precision})"),
         Figure("memory.gradients", S, "gradients", mem.gradients, "GiB",
                f"{e} bytes per parameter ({m.precision} grad buffer)" + (
@@ -191,7 +208,9 @@ def _memory_figures(cfg) -> list[Figure]:
                (f"FP32 master + 2 Adam moments = {opt_bytes} B/param" if e == 2 else
                 f"2 FP32 Adam moments = {opt_bytes} B/param")
                + (f", sharded over DP×CP = {shards} (distributed optimizer)" if p.distributed_optimizer
-                  else ", replicated (no distributed optimizer)")),
+                  else ", replicated (no distributed optimizer)")
+               + (f"; routed experts' ({mem.expert_parameters_on_gpu:,} here) over expert DP = {expert_data(p)}"
+                  if mem.expert_parameters_on_gpu and p.distributed_optimizer else "")),
         Figure("memory.activations", S, "activations", mem.activations, "GiB",
                f"{mem.activation_bytes_per_layer / 2**20:,.0f} MiB per layer-micro-batch × {mem.layer_microbatches:g}"
                f" in flight ({attention}; Korthikanti et al. 2022, adapted)"),
@@ -245,8 +264,9 @@ def _inference_figures(cfg) -> list[Figure]:
 
 def figures(cfg) -> list[Figure]:
     """All derived figures of `cfg` (a loaded, validated Config), in the order SPEC.md lists them."""
-    return (_parameter_figures(cfg) + _budget_figures(cfg) + _compute_figures(cfg) + _memory_figures(cfg)
-            + _inference_figures(cfg))
+    moe = [Figure(**row) for row in moe_rows(cfg)]
+    return (_parameter_figures(cfg) + moe + _budget_figures(cfg) + _compute_figures(cfg)
+            + _memory_figures(cfg) + _inference_figures(cfg))
 
 
 def render_text(cfg, figs: list[Figure]) -> str:
