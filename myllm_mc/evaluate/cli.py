@@ -1,9 +1,10 @@
 """`myllm eval CONFIG --checkpoint DIR [--checkpoint DIR2 ...] [--text FILE | --data PREFIX | --valid]
-[--tasks all|a,b] [--mc FILE.jsonl] [--out report.json]`.
+[--tasks all|a,b] [--mc FILE.jsonl] [--lm-eval TASKS] [--out report.json]`.
 
 Perplexity and bits per byte on a text (.txt / .jsonl "text"), an indexed dataset prefix or the config's
 validation split; task accuracy by greedy generation on the shipped verifiable tasks; multiple choice by
-log-likelihood from a {"context", "choices", "gold"} JSONL. Several checkpoints (`--checkpoint` repeated, or
+log-likelihood from a {"context", "choices", "gold"} JSONL; lm-evaluation-harness tasks (`--lm-eval`, the shipped
+local ones in data/lm_eval or your own YAMLs) through our `myllm` lm_eval backend, in this process. Several checkpoints (`--checkpoint` repeated, or
 `--compare A B C`) give one table, rows = metrics, columns = checkpoints. Every input is read and checked before
 a model loads: a bad one exits 2 with one line. Runs in one process (eval of a model that fits one device).
 """
@@ -15,7 +16,9 @@ import gc
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
+from myllm_mc.config import load
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.errors import fail
 from myllm_mc.infer import (
@@ -26,10 +29,13 @@ from myllm_mc.infer import (
     load_tokenizer,
     resolve_checkpoint,
 )
+from myllm_mc.infer.loader import INFERENCE_LAYOUT
 from myllm_mc.parallel.launch import launcher_world_size
 
 from . import inputs
 from .inputs import EvalError
+from .lm_eval_run import LmEvalRun
+from .lm_eval_tasks import LmEvalError, checked_tasks, generation_layout_problem
 from .multiple_choice import read_mc_file, score_choices
 from .perplexity import score_stream
 from .report import comparison_table, summary_line, write_report
@@ -57,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
                         " longest shipped answers, corpus_next_verse, are ~60 tokens; decoding stops at <|im_end|>)")
     parser.add_argument("--mc", help='multiple-choice JSONL: {"context": str, "choices": [str, ...], "gold": int}')
     parser.add_argument("--mc-limit", type=int, default=None, help="first N valid multiple-choice questions")
+    parser.add_argument("--lm-eval", metavar="TASKS", help="lm-evaluation-harness tasks or groups, comma-separated"
+                        " (e.g. myllm_local; needs the lm_eval extra)")
+    parser.add_argument("--lm-eval-path", action="append", default=[], metavar="DIR", help="a folder of lm-eval"
+                        " task YAMLs besides data/lm_eval (repeatable)")
+    parser.add_argument("--lm-eval-limit", type=float, default=None, metavar="N", help="first N documents of each"
+                        " lm-eval task (a fraction below 1: that share)")
+    parser.add_argument("--lm-eval-fewshot", type=int, default=None, metavar="K", help="few-shot examples per"
+                        " lm-eval prompt (default: each task's own)")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass / requests decoded"
                         " together")
     parser.add_argument("--out", help="write the JSON report here")
@@ -86,12 +100,16 @@ def _checked(args):
     checkpoints = list(args.checkpoint) + list(args.compare)
     if not checkpoints:
         raise EvalError("no checkpoint — fix: --checkpoint DIR (repeat it, or --compare A B, to compare several)")
-    if not (args.text or args.data or args.valid or args.tasks or args.mc):
+    if not (args.text or args.data or args.valid or args.tasks or args.mc or args.lm_eval):
         raise EvalError("nothing to evaluate — fix: add --text FILE, --data PREFIX or --valid (perplexity),"
-                        " --tasks all (task accuracy) and/or --mc FILE.jsonl (multiple choice)")
+                        " --tasks all (task accuracy), --mc FILE.jsonl (multiple choice) and/or --lm-eval TASKS")
     if args.batch_size < 1 or args.max_new_tokens < 1 or (args.max_documents is not None and args.max_documents < 1):
         raise EvalError("--batch-size, --max-new-tokens and --max-documents must be at least 1 — fix: e.g."
                         " --batch-size 8")
+    if args.lm_eval:
+        problem = generation_layout_problem(load(args.config, [*INFERENCE_LAYOUT, *args.overrides]))
+        if problem:
+            raise EvalError(problem)
     cfg = inference_config(args.config, args.overrides, world_size=1)
     try:
         resolved = [str(resolve_checkpoint(c)) for c in checkpoints]
@@ -113,22 +131,26 @@ def _checked(args):
         source = inputs.valid_source(cfg, tokenizer, args.max_documents)
     records = inputs.task_records(args.tasks, args.limit) if args.tasks else None
     mc = read_mc_file(args.mc, args.mc_limit) if args.mc else None
-    return cfg, tokenizer, list(zip(checkpoints, resolved)), source, records, mc
+    lm_eval = None
+    if args.lm_eval:
+        manager, names = checked_tasks(args.lm_eval, args.lm_eval_path)
+        lm_eval = LmEvalRun(manager, names, args.lm_eval_limit, args.lm_eval_fewshot)
+    return cfg, tokenizer, list(zip(checkpoints, resolved)), source, records, mc, lm_eval
 
 
 def main(argv) -> int:
     args = _parser().parse_args(argv)
     try:
-        cfg, tokenizer, checkpoints, source, records, mc = _checked(args)
-    except (EvalError, FileNotFoundError) as err:
+        cfg, tokenizer, checkpoints, source, records, mc, lm_eval = _checked(args)
+    except (EvalError, LmEvalError, FileNotFoundError) as err:
         return fail(PROG, str(err), 2, err)
     if mc is not None:
         print(mc.summary(), file=sys.stderr, flush=True)
-    return _run(args, cfg, tokenizer, checkpoints, source, records, mc)
+    return _run(args, cfg, tokenizer, checkpoints, source, records, mc, lm_eval)
 
 
 def evaluate_model(model, tokenizer, cfg, source, records, mc, batch_size: int = 8,
-                   max_new_tokens: int = 64, label: str = "") -> dict:
+                   max_new_tokens: int = 64, label: str = "", lm_eval: Optional["LmEvalRun"] = None) -> dict:
     """Every requested figure of one loaded model (the library entry point the CLI and tests share)."""
     result = {}
     model.eval()
@@ -144,10 +166,13 @@ def evaluate_model(model, tokenizer, cfg, source, records, mc, batch_size: int =
     if records is not None:
         generator = Generator(model, tokenizer, cfg.model, max_batch_size=batch_size, seed=0)
         result["tasks"] = task_accuracy(generator, records, max_new_tokens, _Progress(f"{label}task prompts"))
+    if lm_eval is not None:
+        print(f"  {label}lm-eval: {', '.join(lm_eval.names)}", file=sys.stderr, flush=True)
+        result["lm_eval"] = lm_eval.run(model, tokenizer, cfg, batch_size)
     return result
 
 
-def _run(args, cfg, tokenizer, checkpoints, source, records, mc) -> int:
+def _run(args, cfg, tokenizer, checkpoints, source, records, mc, lm_eval) -> int:
     # megatron-core with the model, after the inputs are checked (see infer/generator.py)
     from myllm_mc.parallel.state import destroy, init_distributed
 
@@ -160,7 +185,7 @@ def _run(args, cfg, tokenizer, checkpoints, source, records, mc) -> int:
             model = load_model_for_inference(cfg, resolved)
             t0 = time.perf_counter()
             figures = evaluate_model(model, tokenizer, cfg, source, records, mc, args.batch_size,
-                                     args.max_new_tokens, label=f"[{n}] ")
+                                     args.max_new_tokens, label=f"[{n}] ", lm_eval=lm_eval)
             results.append({"checkpoint": given, "resolved": resolved, "seconds": time.perf_counter() - t0,
                             **figures})
             del model
@@ -175,7 +200,9 @@ def _run(args, cfg, tokenizer, checkpoints, source, records, mc) -> int:
                                           "precision": cfg.model.precision, "tokenizer": cfg.data.tokenizer},
                                 "settings": {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
                                              "tasks": args.tasks, "limit": args.limit,
-                                             "max_documents": args.max_documents},
+                                             "max_documents": args.max_documents, "lm_eval": args.lm_eval,
+                                             "lm_eval_limit": args.lm_eval_limit,
+                                             "lm_eval_fewshot": args.lm_eval_fewshot},
                                 "checkpoints": results, "seconds": seconds})
     print(summary_line(results, seconds) + (f"; report {args.out}" if args.out else ""), file=sys.stderr, flush=True)
     return 0

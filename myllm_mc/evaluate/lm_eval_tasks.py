@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -151,8 +152,17 @@ def run_tasks(lm, manager, names: Sequence[str], limit: Optional[float] = None, 
     would cost minutes and are left out."""
     from lm_eval import simple_evaluate
 
-    return simple_evaluate(model=lm, tasks=list(names), task_manager=manager, limit=limit, num_fewshot=num_fewshot,
-                           bootstrap_iters=0, log_samples=log_samples, verbosity="ERROR")
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"          # lm_eval's per-request progress bars; our own lines say it runs
+    try:
+        return simple_evaluate(model=lm, tasks=list(names), task_manager=manager, limit=limit,
+                               num_fewshot=num_fewshot, bootstrap_iters=0, log_samples=log_samples,
+                               verbosity="ERROR")
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
 
 
 def summary(results: dict) -> Dict[str, dict]:
@@ -162,7 +172,7 @@ def summary(results: dict) -> Dict[str, dict]:
     for task, row in (results.get("results") or {}).items():
         metrics = {}
         for key, value in row.items():
-            if key == "alias" or not isinstance(value, (int, float)) or isinstance(value, bool):
+            if key in ("alias", "sample_len") or not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
             metric, _, filt = key.partition(",")
             name = metric if filt in ("", "none") else f"{metric} ({filt})"
@@ -173,4 +183,5 @@ def summary(results: dict) -> Dict[str, dict]:
     return {"tasks": tasks, "samples": {k: v.get("effective", v.get("original")) if isinstance(v, dict) else v
                                         for k, v in (results.get("n-samples") or {}).items()},
             "versions": dict(results.get("versions") or {})}
+
 

@@ -71,7 +71,8 @@ def summary_line(results: List[dict], seconds: float) -> str:
     parts = []
     for result, label in zip(results, labels_for([r["checkpoint"] for r in results])):
         figures = [f"{name.strip()} {_cell(value, fmt)}" for name, value, fmt in metric_rows(result)
-                   if name in ("perplexity", "bits per byte", "task accuracy (all)", "MC accuracy")]
+                   if name in ("perplexity", "bits per byte", "task accuracy (all)", "MC accuracy")
+                   or (name.startswith("lm-eval ") and (name.endswith(" acc") or " exact_match" in name))]
         parts.append(f"{label}: " + ", ".join(figures))
     return f"eval: {len(results)} checkpoint(s) in {seconds:.1f} s — " + "; ".join(parts)
 
