@@ -38,6 +38,10 @@ STAGES = [
     ("benchmark", "myllm_mc.bench.cli:main", "measure tokens/s and MFU of a layout, sweep layouts"),
 ]
 
+# a stage option served by a module on a higher floor than the stage's own: the planner's report for an HF
+# model needs the family registry (interop), which plan/ may not import
+ROUTES = {("plan", "--from-hf"): "myllm_mc.interop.plan_hf:main"}
+
 NOT_BUILT_EXIT = 3
 
 
@@ -95,7 +99,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         hint = f" — did you mean '{close[0]}'?" if close else " — see `myllm --help`"
         print(f"myllm: unknown stage '{stage}'{hint}", file=sys.stderr)
         return 2
-    func = _resolve(table[stage])
+    target = next((t for (name, option), t in ROUTES.items() if name == stage and option in rest), table[stage])
+    func = _resolve(target)
     if func is None:
         print(f"myllm {stage}: not built yet in this version of myllm_mc (see README, 'Status')", file=sys.stderr)
         return NOT_BUILT_EXIT

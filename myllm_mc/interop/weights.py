@@ -14,15 +14,12 @@ from typing import Dict
 import torch
 
 from myllm_mc.config import Config, from_dict, to_dict
-from myllm_mc.errors import MyllmError
+
+from .errors import ConversionError  # defined torch-free there; the loaders import it from here too
 
 SINGLE_PROCESS = ["parallel.world_size=1", "parallel.tensor=1", "parallel.pipeline=1", "parallel.virtual_pipeline=null",
                   "parallel.context=1", "parallel.data=1", "parallel.sequence_parallel=false",
                   "parallel.backend=gloo", "model.recompute=none", "model.spec=local"]
-
-
-class ConversionError(MyllmError, ValueError):
-    """A file or checkpoint that cannot be converted; the message is one line naming what and the fix."""
 
 
 def single_process(cfg: Config, precision: str = "fp32") -> Config:

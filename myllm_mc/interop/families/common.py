@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from ..weights import ConversionError
+from ..errors import ConversionError
 
 # megatron-core's RotaryEmbedding._apply_scaling takes only the factor; these three are fixed there
 LLAMA3_FIXED = {"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
