@@ -97,7 +97,7 @@ class RunLock:
     def _held_message(self, holder: dict) -> str:
         since = time.strftime("%Y-%m-%d %H:%M", time.localtime(holder.get("since", 0)))
         here = holder.get("host") == socket.gethostname()
-        fix = ("stop that run first, or use another directory" if here else
+        fix = ("wait for that run or stop it, or write elsewhere" if here else
                f"if that run is gone, remove {self.path}")
         return (f"{self.what} is in use by another run (PID {holder.get('pid')} on {holder.get('host')}, since"
                 f" {since}) — fix: {fix}")
@@ -184,11 +184,15 @@ class NewOutput:
             return any(out.iterdir())
         return out.exists() or out.is_symlink()
 
+    def refuse_existing(self) -> None:
+        """OutputError when the output exists (an early check; `with` checks again under the lock)."""
+        if self._exists():
+            raise OutputError(f"{self.flag} {self.out} already exists — fix: remove it or choose another path")
+
     def __enter__(self) -> "NewOutput":
         self.lock.acquire()
         try:
-            if self._exists():
-                raise OutputError(f"{self.flag} {self.out} already exists — fix: remove it or choose another path")
+            self.refuse_existing()
             for stale in self.out.parent.glob(f".{self.out.name}.tmp-*"):
                 if temporary_is_stale(stale.name):
                     _remove(stale)

@@ -6,14 +6,13 @@ model.family (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCa
     tokenizer.json, tokenizer_config.json,    the tokenizer with its special tokens and chat template
     special_tokens_map.json
 
-Everything is written into a temporary sibling directory and renamed into place at the end, so a failure leaves
-nothing behind.
+Everything is written into a temporary sibling directory of this writer's own (`.OUT.tmp-PID`, under the lock
+`OUT.lock`: one writer per output) and renamed into place at the end, so a failure leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Dict, Optional
 import torch
 
 from myllm_mc.config import Config
+from myllm_mc.locking import NewOutput
 from myllm_mc.model.llama_layout import LlamaShape, megatron_to_hf
 
 from .families import Family, family_hf_config, family_of
@@ -78,29 +78,21 @@ def write_safetensors(tensors: Dict[str, torch.Tensor], out: Path, max_shard_byt
 
 
 def prepare_out(out: str | Path) -> tuple[Path, Path]:
-    """(final path, temporary sibling) — refusing to overwrite an existing non-empty output."""
-    out = Path(out)
-    if out.exists() and (out.is_file() or any(out.iterdir())):
-        raise ConversionError(f"--out {out} already exists — fix: remove it or choose another path")
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    return out, tmp
+    """(final path, this writer's temporary `.OUT.tmp-PID`) for a writer of a new output directory: refuses, early,
+    an output that exists or lies under a file; `publishing` then holds the output's lock while it writes."""
+    new = NewOutput(out, "--out", directory=True)
+    new.refuse_existing()
+    return new.out, new.tmp
 
 
 @contextmanager
 def publishing(out: Path, tmp: Path):
-    """Write into `tmp`; on success it becomes `out` in one rename, on any failure it is removed, so a crash never
-    leaves a half-written directory under the final name."""
-    try:
-        tmp.mkdir(parents=True)
-        yield tmp
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Write into `tmp` under the lock of `out` (one writer per output; checked again under it); on success `tmp`
+    becomes `out` in one rename, on any failure it is removed (locking.NewOutput)."""
+    with NewOutput(out, "--out", directory=True) as new:
+        if new.tmp != Path(tmp):
+            raise ValueError(f"publishing({out}, {tmp}): not the temporary prepare_out gave")
+        yield new.tmp
 
 
 def export_hf(cfg: Config, checkpoint: str, out: str | Path, dtype: str = "f32",
@@ -113,9 +105,10 @@ def export_hf(cfg: Config, checkpoint: str, out: str | Path, dtype: str = "f32",
     shape = LlamaShape.of(cfg.model)
     tokenizer = tokenizer or cfg.data.tokenizer
     info = read_tokenizer_info(tokenizer) if tokenizer else None
-    out, tmp = prepare_out(out)
-    tensors = {k: v.to(DTYPES[dtype]) for k, v in megatron_to_hf(load_full_state(cfg, checkpoint), shape).items()}
-    with publishing(out, tmp):
+    new = NewOutput(out, "--out", directory=True)       # one writer per --out, refused in one line; see locking
+    out, tmp = new.out, new.tmp
+    with new:                                           # published whole by one rename, or nothing left
+        tensors = {k: v.to(DTYPES[dtype]) for k, v in megatron_to_hf(load_full_state(cfg, checkpoint), shape).items()}
         shards = write_safetensors(tensors, tmp, max_shard_bytes)
         ids = {}
         if info is not None:

@@ -22,6 +22,7 @@ import torch
 
 from myllm_mc.config import Config, dump, from_dict
 from myllm_mc.config.loader import read_yaml
+from myllm_mc.locking import NewOutput
 from myllm_mc.model.llama_layout import LlamaShape, hf_names, hf_to_megatron
 
 from .families import family_fields, family_for_hf
@@ -84,9 +85,8 @@ def write_imported(hf_tensors: Dict[str, torch.Tensor], fields: dict, name: str,
     from myllm_mc.model.build import padded_vocab_size
     from myllm_mc.plan.params import parameter_breakdown
 
-    from .hf_export import prepare_out, publishing
-
-    out, tmp = prepare_out(out)
+    new = NewOutput(out, "--out", directory=True)      # one writer per --out; its own temporary (locking)
+    out, tmp = new.out, new.tmp
     cfg = derived_config(fields, name, out, base)
     shape = LlamaShape.of(cfg.model)
     missing = [n for n in hf_names(shape) if n not in hf_tensors]
@@ -99,7 +99,7 @@ def write_imported(hf_tensors: Dict[str, torch.Tensor], fields: dict, name: str,
         raise ConversionError(f"{where}: {read:,} weights read but the planner counts {planned:,} for the derived"
                               " config — fix: check config.json against the tensors")
     state = hf_to_megatron({n: hf_tensors[n].float() for n in hf_names(shape)}, shape, padded_vocab_size(cfg))
-    with publishing(out, tmp):
+    with new:
         shutil.copytree(tokenizer_dir, tmp / "tokenizer")
         from myllm_mc.data.tokenizer import Tokenizer
         Tokenizer(tmp / "tokenizer" / "tokenizer.json")   # refuses a tokenizer our stages cannot use, before any weights are written
