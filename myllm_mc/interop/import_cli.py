@@ -1,4 +1,5 @@
-"""`myllm import hf|gguf PATH --out DIR [--config BASE]`: a Llama-architecture model → DIR/config.yaml,
+"""`myllm import hf|gguf PATH --out DIR [--config BASE]`: a model of a supported family (Llama 2/3.x, Mistral,
+Qwen2/2.5, Qwen3: myllm_mc/interop/families/; others refused in one line naming the field) → DIR/config.yaml,
 DIR/tokenizer/ and DIR/checkpoint/ (a megatron distributed checkpoint; `checkpoint.init_from` points at it).
 
 BASE (optional) supplies every group but the model (data, parallel, optimizer ...); the model group comes from
