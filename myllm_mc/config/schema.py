@@ -166,11 +166,36 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class WandbConfig:
+    """Weights & Biases beside TensorBoard, from rank 0 (`pip install wandb`; train/tracking.py)."""
+
+    enabled: bool = False
+    project: str = "myllm"
+    entity: Optional[str] = None
+    run_name: Optional[str] = None      # default: the last part of logging.dir
+    tags: list = field(default_factory=list)
+    offline: bool = False               # a local run under logging.dir/wandb, uploaded later with `wandb sync DIR`
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """MLflow beside TensorBoard, from rank 0 (`pip install mlflow-skinny`; train/tracking.py)."""
+
+    enabled: bool = False
+    tracking_uri: Optional[str] = None  # null = a local file store, logging.dir/mlruns (offline; `mlflow ui` reads it)
+    experiment: str = "myllm"
+    run_name: Optional[str] = None      # default: the last part of logging.dir
+    tags: list = field(default_factory=list)   # "key=value" or a bare name (tagged "true")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     dir: str = "runs/default"
     log_interval: int = 10
     tensorboard: bool = True
     plot: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 
 @dataclass(frozen=True)
