@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import manifest, store
+from . import base_pointer, manifest, store
 
 
 def describe(path: Path) -> dict:
@@ -26,6 +26,8 @@ def describe(path: Path) -> dict:
     meta = store.read_meta(target)
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     problems = manifest.verify(target)
+    if meta.get("lora"):                        # adapters only: the base they need, and whether it is there
+        meta["lora_base_ok"], meta["lora_base_status"] = base_pointer.base_status(meta["lora"])
     return {"path": str(target), "bytes": size, **meta, "problems": problems,
             "intact": not manifest.is_damaged(problems),
             "complete": [p.name for p in store.list_complete(target.parent)]}
@@ -53,6 +55,14 @@ def main(argv) -> int:
     else:
         print(f"step         {info.get('step', '?')}")
     print(f"complete     {', '.join(info['complete'])}")
+    if info.get("lora"):
+        lora = info["lora"]
+        layers = "every layer" if lora.get("layers") is None else f"layers {lora['layers']}"
+        print(f"lora         rank {lora['rank']}, alpha {lora['alpha']:g} on {', '.join(lora['targets'])}, {layers}:"
+              " adapters (and their optimizer state) only")
+        print(f"needs base   {info['lora_base_status']}")
+        if not info["lora_base_ok"]:
+            return 1
     if not info["intact"]:
         print(f"DAMAGED      {'; '.join(info['problems'][:3])} — fix: resume from another checkpoint "
               f"(--resume auto skips damaged ones)")

@@ -6,6 +6,7 @@
 Generation runs one model chunk per rank: virtual pipelining, sequence parallelism and context parallelism are
 training layouts, so they are switched off here (megatron's inference wrapper refuses a list of chunks). The
 checkpoint's tensors are stored by global shape, so dist_checkpointing reshards them into whatever TP/PP this is.
+A LoRA checkpoint loads as its base plus its adapters, kept separate (`myllm_mc.lora.checkpoints.load_weights`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional
 
-from myllm_mc.checkpoint import load_model, resolve_weights
+from myllm_mc.checkpoint import resolve_weights
 from myllm_mc.config import load
 from myllm_mc.data.tokenizer import Tokenizer
 
@@ -53,11 +54,12 @@ def load_model_for_inference(cfg, checkpoint):
     megatron's Float16Module as in training. `checkpoint=None` keeps the random initial weights: for timing
     decode only (`myllm_mc.bench.decode`), where the values do not change the work."""
     # the model and megatron-core on use: see generator.py
+    from myllm_mc.lora.checkpoints import load_weights
     from myllm_mc.model import build_model
 
     chunks = build_model(cfg)
-    if checkpoint is not None:
-        load_model(chunks, str(resolve_checkpoint(checkpoint)))
+    if checkpoint is not None:      # a LoRA checkpoint: its base, then its adapters attached (not merged)
+        load_weights(chunks, resolve_checkpoint(checkpoint))
     model = chunks[0]
     if cfg.model.precision == "bf16":
         from megatron.core.transformer.module import Float16Module

@@ -132,7 +132,7 @@ def build_frozen_model(cfg: Config, weights: Optional[str]) -> List:
     optimizer. megatron's schedules call `.set_input_tensor` on chunks, which GPTModel has itself."""
     chunks = build_model(cfg)
     if weights:
-        checkpoint.load_model(chunks, str(checkpoint.resolve_weights(weights)))
+        lora_checkpoints.load_weights(chunks, weights, merge=True)     # an adapter checkpoint: base + adapters
     chunks = mixed_precision(cfg, chunks)
     for chunk in chunks:
         chunk.eval()
