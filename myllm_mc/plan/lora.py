@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
+from .memory import memory_per_gpu
 from .params import parameter_breakdown
 
 TARGETS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
@@ -99,3 +100,39 @@ def lora_memory(cfg, full) -> LoRAMemory:
                       base_weights=int(full.weights), adapter_weights=int(adapter_weights),
                       adapter_gradients=int(adapter_grads), adapter_optimizer_states=int(adapter_optimizer),
                       activations=int(activations), lora_total=int(lora_total), full_total=int(full.total))
+
+
+def lora_rows(cfg) -> List[dict]:
+    """The planner's LoRA section (`myllm plan CONFIG --set align.lora.enabled=true`): Figure fields per row."""
+    lora, m = cfg.align.lora, cfg.model
+    if not lora.enabled:
+        return []
+    mem = lora_memory(cfg, memory_per_gpu(cfg))
+    layers = adapted_layers(m, lora)
+    targets = expand_targets(lora.targets)
+    dims = layer_dims(m)
+    S = (f"LoRA (rank {lora.rank}, alpha {lora.alpha:g}, {', '.join(targets)}, {len(layers)} of {m.num_layers}"
+         " layers; the base frozen)")
+    e = 4 if m.precision == "fp32" else 2
+    per_module = ", ".join(f"{t} {lora.rank}×({dims[t][0]:,}+{dims[t][1]:,})" for t in targets)
+
+    def row(key, label, value, unit, why):
+        return {"key": f"lora.{key}", "section": S, "label": label, "value": value, "unit": unit, "why": why}
+
+    return [
+        row("trainable", "trainable parameters", mem.trainable, "",
+            f"r·(in + out) per adapted linear: {per_module}, × {len(layers)} layers"),
+        row("trainable_share", "share of the model", mem.trainable / mem.total, "",
+            f"of {mem.total:,} parameters (base + adapters)"),
+        row("base_weights", "frozen base weights", mem.base_weights, "GiB",
+            f"{e} B per base parameter on this GPU; no gradient, no optimizer state"),
+        row("adapter_state", "adapters + grads + optimizer", mem.adapter_weights + mem.adapter_gradients
+            + mem.adapter_optimizer_states, "GiB",
+            f"weights {e} B + gradients {e} B + Adam {12 if e == 2 else 8} B (sharded over DP×CP) per adapter parameter"),
+        row("activations", "activations + logits", mem.activations, "GiB",
+            "as full fine-tuning: the backward pass still runs through the frozen base (its weight gradients are"
+            " not computed)"),
+        row("total", "total, LoRA", mem.lora_total, "GiB", "sum on the busiest stage"),
+        row("full_total", "total, full fine-tuning", mem.full_total, "GiB", "the memory section above"),
+        row("ratio", "LoRA / full fine-tuning", mem.ratio, "×", "training memory per GPU"),
+    ]

@@ -14,6 +14,7 @@ from .budget import training_budget
 from .flops import attention_flops_per_token, flops_per_iteration
 from .hardware import gpu_spec
 from .inference import decode_bounds, kv_cache_bytes_per_token
+from .lora import lora_rows
 from .memory import memory_per_gpu, uses_flash_attention
 from .moe import expert_data, expert_tensor
 from .moe_report import moe_rows
@@ -265,8 +266,9 @@ def _inference_figures(cfg) -> list[Figure]:
 def figures(cfg) -> list[Figure]:
     """All derived figures of `cfg` (a loaded, validated Config), in the order SPEC.md lists them."""
     moe = [Figure(**row) for row in moe_rows(cfg)]
+    lora = [Figure(**row) for row in lora_rows(cfg)]
     return (_parameter_figures(cfg) + moe + _budget_figures(cfg) + _compute_figures(cfg)
-            + _memory_figures(cfg) + _inference_figures(cfg))
+            + _memory_figures(cfg) + lora + _inference_figures(cfg))
 
 
 def render_text(cfg, figs: list[Figure]) -> str:
