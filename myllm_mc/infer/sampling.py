@@ -31,6 +31,10 @@ class GenerationError(MyllmError, ValueError):
         self.param = param
 
 
+# what torch.Generator.manual_seed takes (the server's API range is int64, so its seed + choice index stays inside)
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """What one request asks for. temperature 0 (or top_k 1) is greedy decoding."""
@@ -57,6 +61,9 @@ class SamplingParams:
             raise GenerationError(f"top_k={self.top_k}: must be >= 0 (0 = off) — fix: e.g. --top-k 50", "top_k")
         if not 0.0 < self.top_p <= 1.0:
             raise GenerationError(f"top_p={self.top_p}: must be in (0, 1] (1 = off) — fix: e.g. --top-p 0.9", "top_p")
+        if self.seed is not None and not SEED_MIN <= self.seed <= SEED_MAX:
+            raise GenerationError(f"seed={self.seed}: must be a 64-bit integer, from -2**63 to 2**64-1 — fix: e.g. --seed 1",
+                                  "seed")
         if any(not s for s in self.stop):
             raise GenerationError("an empty stop string would stop before the first token — fix: drop it from --stop",
                                   "stop")
