@@ -8,12 +8,17 @@
     # a server: submit from anywhere in the driving thread, call step() in a loop
     rid = gen.submit(ids, SamplingParams(...)); events = gen.step(); gen.cancel(rid)
 
-What runs: megatron's `GPTInferenceWrapper.run_one_forward_step` (TP, and PP with its send/recv) over a megatron
-`StaticInferenceContext` that holds the KV cache (`kv_cache.BatchCache`). A step either admits queued requests
-(one prefill forward over their prompts, left-padded and masked, then their first tokens) or decodes one token for
-every live request (one forward of one token per row, reading the cache). New requests join between decode steps;
-finished rows leave at the end of the step. Every request's output equals its output when generated alone
-(greedy: token for token, up to float rounding in the last bits of the logits).
+What runs: a step either admits queued requests (one prefill forward over their prompts, left-padded and masked,
+then their first tokens) or decodes one token for every live request (one forward of one token per row, reading
+the cache). New requests join between decode steps; finished rows leave at the end of the step. Every request's
+output equals its output when generated alone (greedy: token for token, up to float rounding in the last bits of
+the logits). The KV cache (`kv_cache.BatchCache`) is sized to the admitted requests (prompt + max new tokens,
+rounded to blocks), not to the model's context.
+
+Two forwards behind the same loop: in one process, for a dense local-spec model, `plain_forward.PlainForward`
+(plain torch calls on the model's own parameters: no megatron module overhead, no bridge mode per call); in every
+other layout (TP, PP, MoE, Transformer Engine), megatron's `GPTInferenceWrapper.run_one_forward_step` over a
+`StaticInferenceContext` whose buffers are the same cache storage. `forward="megatron"` forces the second.
 
 Why not megatron's `StaticInferenceEngine` + `TextGenerationController`: the controller applies one
 `SamplingParams` to the whole batch (no per-request temperature/top-k/top-p/seed, no top-k with top-p), runs a
@@ -34,7 +39,8 @@ from typing import Iterator, List, Optional, Sequence, Union
 import torch
 import torch.distributed as dist
 
-from .kv_cache import BatchCache, attention_mask, left_padded
+from .kv_cache import BatchCache, CacheShape, attention_mask, left_padded
+from .plain_forward import PlainForward, unsupported
 from .requests import Completion, RequestState, StreamEvent
 from .sampling import GenerationError, SamplingParams, sample_rows
 
@@ -49,6 +55,8 @@ class GenerationStats:
     decode_s: float = 0.0
     decode_steps: int = 0
     kv_slots_read: int = 0              # cache slots (rows × length) the decode steps attended over
+    kv_peak_tokens: int = 0             # the most cache slots (rows × length) allocated at once
+    kv_peak_bytes: int = 0              # the bytes of that cache (its tensors, this rank)
     first_token_s: List[float] = field(default_factory=list)
 
     @property
@@ -72,7 +80,7 @@ class Generator:
     """A megatron-core GPTModel (this rank's part of it) ready to generate; see the module docstring."""
 
     def __init__(self, model, tokenizer, model_cfg, max_batch_size: int = 8, max_seq_length: Optional[int] = None,
-                 seed: Optional[int] = None):
+                 seed: Optional[int] = None, forward: str = "auto"):
         # megatron-core (seconds to import) on use: `myllm generate|chat|eval --help` and their input checks import
         # this package
         from megatron.core import parallel_state as ps
@@ -85,7 +93,8 @@ class Generator:
         self.vocab_size = tokenizer.vocab_size
         self.max_seq = max_seq_length or model_cfg.seq_length
         self.max_batch = max_batch_size
-        self.cache = BatchCache(max_batch_size, self.max_seq)
+        self.shape = CacheShape.of(model)
+        self.cache = BatchCache(self.shape, max_batch_size, self.max_seq)
         config = get_model_config(model)
         self.params_dtype = config.params_dtype
         wrapper_config = InferenceWrapperConfig(
@@ -97,6 +106,12 @@ class Generator:
         self.wrapper.prep_model_for_inference()               # eval mode, context reset
         self.pipeline = ps.get_pipeline_model_parallel_world_size()
         self.last_stage = ps.is_pipeline_last_stage(ignore_virtual=True)
+        if forward not in ("auto", "megatron", "plain"):
+            raise ValueError(f"forward={forward!r}: auto, megatron or plain")
+        why = unsupported(model)
+        if forward == "plain" and why:
+            raise GenerationError(f"the plain forward does not cover this model ({why}) — fix: forward='auto'")
+        self.plain = PlainForward(model) if forward != "megatron" and why is None else None
         self.base_seed = _agreed_seed() if seed is None else seed
         self.queue: List[RequestState] = []
         self.live: List[RequestState] = []                    # aligned with the cache rows
@@ -172,13 +187,20 @@ class Generator:
         start = time.perf_counter()
         tokens, positions, pads = left_padded([s.prompt_ids for s in states], self.tokenizer.pad)
         length = tokens.size(1)
-        if self.live:
-            target = BatchCache(len(states), length)          # prefilled alone, then joined
+        joining = bool(self.live)
+        # slots every row can still write: a live row one per token it may add, a new one its prompt and then
+        # one per token after the first
+        ahead = [s.max_new_tokens - len(s.token_ids) for s in self.live] + [s.max_new_tokens - 1 for s in states]
+        self.cache.reserve(len(self.live) + len(states), max(self.cache.offset, length) + max(ahead))
+        self._note_cache()
+        if joining:                                            # prefilled alone, then joined
+            target = BatchCache(self.shape, len(states), length, block=1)
+            target.reserve(len(states), length)
         else:
             target = self.cache
         target.start(pads)
-        logits = self._forward(target, tokens, positions, attention_mask(pads, 0, length), decode=False)
-        if target is not self.cache:
+        logits = self._forward(target, tokens, positions)
+        if joining:
             self.cache.join(target)
         self.live += states
         events = self._sample_and_append(logits, states)
@@ -192,7 +214,7 @@ class Generator:
         offset, pads = self.cache.offset, self.cache.pads
         tokens = torch.tensor([[s.token_ids[-1]] for s in self.live], dtype=torch.long)
         positions = torch.tensor([[offset - pad] for pad in pads], dtype=torch.long)
-        logits = self._forward(self.cache, tokens, positions, attention_mask(pads, offset, offset + 1), decode=True)
+        logits = self._forward(self.cache, tokens, positions)
         events = self._sample_and_append(logits, self.live)
         self.stats.decode_tokens += len(self.live)
         self.stats.decode_steps += 1
@@ -200,14 +222,23 @@ class Generator:
         self.stats.decode_s += time.perf_counter() - start
         return events
 
-    def _forward(self, cache: BatchCache, tokens, positions, mask, decode: bool):
+    def _forward(self, cache: BatchCache, tokens, positions, last_only: bool = True):
+        """Logits for `tokens` [rows, n] written at the cache's offset (which then advances by n); the rows'
+        padding and the future are masked."""
+        offset, n = cache.offset, tokens.size(1)
+        if self.plain is not None:
+            ragged = any(cache.pads)
+            allowed = ~attention_mask(cache.pads, offset, offset + n) if ragged else None
+            logits = self.plain.forward(tokens, positions, cache, allowed, causal=not ragged, last_only=last_only)
+            cache.offset = offset + n
+            return logits
         context = cache.context
-        context.enable_decode_mode() if decode else context.enable_prefill_mode()
-        context.materialize_only_last_token_logits = True
+        context.enable_decode_mode() if offset > 0 else context.enable_prefill_mode()
+        context.materialize_only_last_token_logits = last_only
         self.wrapper.inference_context = context
         try:
-            return self.wrapper.run_one_forward_step(
-                {"tokens": tokens, "position_ids": positions, "attention_mask": mask})
+            return self.wrapper.run_one_forward_step({"tokens": tokens, "position_ids": positions,
+                                                      "attention_mask": attention_mask(cache.pads, offset, offset + n)})
         finally:
             self.wrapper.inference_context = self.cache.context
 
@@ -260,7 +291,17 @@ class Generator:
 
     def reset_stats(self) -> None:
         self.stats = GenerationStats()
+        self._note_cache()
+
+    def _note_cache(self) -> None:
+        if self.cache.allocated_tokens() > self.stats.kv_peak_tokens:
+            self.stats.kv_peak_tokens = self.cache.allocated_tokens()
+            self.stats.kv_peak_bytes = self.cache.allocated_bytes()
 
     def kv_cache_bytes(self) -> int:
-        """Bytes of the KV cache megatron allocated on this rank."""
+        """Bytes of the KV cache allocated now on this rank (0 between batches: the storage is freed)."""
         return self.cache.allocated_bytes()
+
+    def kv_peak_bytes(self) -> int:
+        """Bytes of the largest KV cache allocated since the stats were reset, on this rank."""
+        return self.stats.kv_peak_bytes

@@ -1,23 +1,33 @@
-"""The batch's KV cache: megatron-core's `StaticInferenceContext`, with ragged rows that come and go.
+"""The batch's KV cache, sized to the work: ragged rows that come and go, grown in blocks as requests need it.
 
-megatron's static context keeps, per layer, K and V buffers of shape [max_seq, max_batch, kv_heads, head_dim]
-(allocated by the attention layer on the first forward) and ONE write offset shared by all rows. To batch prompts
-of different lengths, rows are right-aligned at that offset and the slots before a row's first token are masked
-(`pads`): the attention mask passed to GPTModel hides them, which megatron's local attention applies as given.
-Keys are cached before RoPE, and RoPE scores depend only on the distance between positions, so where a row sits
-in the cache does not change its maths (up to float rounding): a request may therefore join a running batch
-between decode steps (its prompt is prefilled in a small context of its own and copied in), and rows may be
-shifted to keep the shared offset as small as the longest live row.
+Storage: per attention layer, K and V tensors of [rows, kv_groups, slots, head_dim] (each head's keys contiguous,
+as SDPA reads them), allocated here for the rows and slots the admitted requests can reach (prompt + max new
+tokens, rounded up to `block` slots) and grown by copying when a request joins that needs more; freed when the
+batch empties (the generator's stats keep the largest size, for the planner comparison).
 
-Slots that a row never wrote are zeroed, never left as `torch.empty` garbage: a masked slot has probability 0,
-but 0 × NaN would still poison the attention output.
+megatron's `StaticInferenceContext` (used by its inference wrapper for TP/PP/MoE layouts) sees the same storage:
+its `key_value_memory_dict` holds [slots, rows, groups, head_dim] views of it and its `max_sequence_length` /
+`max_batch_size` follow the capacity, so megatron's attention never allocates a cache of the model's context.
+
+Rows share ONE write offset (megatron's `sequence_len_offset`): prompts of different lengths are right-aligned
+at it and the slots before a row's first token are masked (`pads`); the attention mask hides them. Whether keys
+are stored before RoPE (megatron's forward: rotated by slot on every step) or after it at each row's own
+positions (`plain_forward`), a row's maths does not depend on where it sits, so a request may join a running
+batch between decode steps (prefilled in a small cache of its own and copied in) and rows may be shifted to keep
+the shared offset as small as the longest live row.
+
+Slots a row never wrote are zeroed, never left as `torch.empty` garbage: a masked slot has probability 0, but
+0 × NaN would still poison the attention output.
 """
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
 
 import torch
+
+BLOCK = 64          # slots are allocated in multiples of this
 
 
 def attention_mask(pads: Sequence[int], q_start: int, q_end: int) -> torch.Tensor:
@@ -38,17 +48,47 @@ def left_padded(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
     return tokens, positions, pads
 
 
-class BatchCache:
-    """Rows of live requests in one StaticInferenceContext; row i's first `pads[i]` slots are masked."""
+@dataclass(frozen=True)
+class CacheShape:
+    """What one rank caches: its attention layers (megatron's global layer numbers), K/V groups, head dim, dtype."""
 
-    def __init__(self, max_batch: int, max_seq: int):
+    layers: Tuple[int, ...]
+    groups: int
+    head_dim: int
+    dtype: torch.dtype
+
+    @classmethod
+    def of(cls, model) -> "CacheShape":
+        core = getattr(model, "module", model)          # Float16Module wraps the GPTModel
+        attention = [layer.self_attention for layer in core.decoder.layers]
+        first = attention[0]
+        return cls(tuple(a.layer_number for a in attention), first.num_query_groups_per_partition,
+                   first.hidden_size_per_attention_head, first.linear_qkv.weight.dtype)
+
+    def bytes_per_slot(self) -> int:
+        return 2 * len(self.layers) * self.groups * self.head_dim * torch.tensor([], dtype=self.dtype).element_size()
+
+
+def _round_up(n: int, block: int) -> int:
+    return -(-n // block) * block
+
+
+class BatchCache:
+    """Rows of live requests; row i's first `pads[i]` slots are masked. See the module docstring."""
+
+    def __init__(self, shape: CacheShape, max_batch: int, max_seq: int, block: int = BLOCK):
         # megatron-core on use: see generator.py
         from megatron.core.inference.contexts import StaticInferenceContext
 
+        self.shape, self.max_batch, self.max_seq, self.block = shape, max_batch, max_seq, block
         self.context = StaticInferenceContext(max_batch, max_seq)
-        self.max_batch, self.max_seq = max_batch, max_seq
+        self.keys: Dict[int, torch.Tensor] = {}         # layer -> [rows, groups, slots, head_dim]
+        self.values: Dict[int, torch.Tensor] = {}
+        self.capacity = (0, 0)                          # (rows, slots) allocated
         self.pads: List[int] = []
+        self._link()
 
+    # --- size -----------------------------------------------------------------------------------------------
     @property
     def rows(self) -> int:
         return len(self.pads)
@@ -58,26 +98,64 @@ class BatchCache:
         """The next slot every row writes (the shared sequence length)."""
         return self.context.sequence_len_offset
 
-    def allocated_bytes(self) -> int:
-        """Bytes of the K and V buffers megatron allocated on this rank (0 before the first forward)."""
-        return sum(k.nbytes + v.nbytes for k, v in self.context.key_value_memory_dict.values())
+    @offset.setter
+    def offset(self, value: int) -> None:
+        self.context.sequence_len_offset = value
 
     def allocated_tokens(self) -> int:
-        return self.max_seq * self.max_batch if self.context.key_value_memory_dict else 0
+        return self.capacity[0] * self.capacity[1]
+
+    def allocated_bytes(self) -> int:
+        """Bytes of the K and V storage allocated now on this rank."""
+        return sum(t.nbytes for t in (*self.keys.values(), *self.values.values()))
 
     def dtype(self):
-        for key, _ in self.context.key_value_memory_dict.values():
-            return key.dtype
-        return None
+        return self.shape.dtype
 
-    def _buffers(self):
-        for key, value in self.context.key_value_memory_dict.values():
-            yield key
-            yield value
+    def reserve(self, rows: int, slots: int) -> None:
+        """Make room for `rows` rows of `slots` slots (slots rounded up to the block, both capped at the maxima),
+        keeping what is stored."""
+        rows = min(max(rows, self.capacity[0]), self.max_batch)
+        slots = min(max(_round_up(slots, self.block), self.capacity[1]), self.max_seq)
+        if (rows, slots) == self.capacity:
+            return
+        old_rows, old_slots = self.capacity
+        s = self.shape
+        for store in (self.keys, self.values):
+            for layer in s.layers:
+                new = torch.zeros(rows, s.groups, slots, s.head_dim, dtype=s.dtype)
+                if layer in store:
+                    new[:old_rows, :, :old_slots] = store[layer]
+                store[layer] = new
+        self.capacity = (rows, slots)
+        self._link()
 
+    def release(self) -> None:
+        """Free the storage (the batch is empty)."""
+        self.keys, self.values, self.capacity, self.pads = {}, {}, (0, 0), []
+        self.offset = 0
+        self._link()
+
+    def _link(self) -> None:
+        """Point megatron's static context at this storage (views in its [slots, rows, groups, dim] layout)."""
+        self.context.key_value_memory_dict = {
+            layer: (self.keys[layer].permute(2, 0, 1, 3), self.values[layer].permute(2, 0, 1, 3))
+            for layer in self.keys}
+        rows, slots = self.capacity
+        self.context.max_batch_size, self.context.max_sequence_length = max(rows, 1), max(slots, 1)
+
+    def _stores(self):
+        for layer in self.keys:
+            yield self.keys[layer]
+            yield self.values[layer]
+
+    def layer(self, number: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.keys[number], self.values[number]
+
+    # --- rows -----------------------------------------------------------------------------------------------
     def start(self, pads: Sequence[int]) -> None:
         """A fresh batch whose prompts the next forward prefills from slot 0."""
-        self.context.reset()
+        self.offset = 0
         self.pads = list(pads)
 
     def keep(self, rows: Sequence[int]) -> None:
@@ -86,11 +164,11 @@ class BatchCache:
         if rows == list(range(self.rows)):
             return
         if not rows:
-            self.pads = []
-            self.context.reset()
+            self.release()
             return
-        rest = [r for r in range(self.max_batch) if r not in rows]
-        self.context.swap_key_value_dict(rows + rest)      # megatron's own row permutation
+        index = torch.tensor(rows)
+        for store in self._stores():
+            store[:len(rows)] = store.index_select(0, index)
         self.pads = [self.pads[r] for r in rows]
         self._shift_left(min(self.pads))
 
@@ -98,30 +176,28 @@ class BatchCache:
         if slots <= 0:
             return
         end, n = self.offset, self.rows
-        for buf in self._buffers():
-            buf[:end - slots, :n] = buf[slots:end, :n].clone()
+        for store in self._stores():
+            store[:n, :, :end - slots] = store[:n, :, slots:end].clone()
         self.pads = [p - slots for p in self.pads]
-        self.context.sequence_len_offset = end - slots
+        self.offset = end - slots
 
     def _shift_right(self, slots: int) -> None:
         end, n = self.offset, self.rows
-        for buf in self._buffers():
-            buf[slots:end + slots, :n] = buf[:end, :n].clone()
-            buf[:slots, :n] = 0
+        for store in self._stores():
+            store[:n, :, slots:end + slots] = store[:n, :, :end].clone()
+            store[:n, :, :slots] = 0
         self.pads = [p + slots for p in self.pads]
-        self.context.sequence_len_offset = end + slots
+        self.offset = end + slots
 
     def join(self, other: "BatchCache") -> None:
-        """Append the rows of `other` (a freshly prefilled cache) right-aligned at the shared offset."""
+        """Append the rows of `other` (a freshly prefilled cache) right-aligned at the shared offset (the caller
+        has reserved the room)."""
         length, start = other.offset, self.rows
         if length > self.offset:
             self._shift_right(length - self.offset)
         end = self.offset
-        for mine, theirs in zip(self._buffers(), other._buffers()):
-            for j in range(other.rows):
-                mine[:end - length, start + j] = 0
-                mine[end - length:end, start + j] = theirs[:length, j]
+        for mine, theirs in zip(self._stores(), other._stores()):
+            rows = slice(start, start + other.rows)
+            mine[rows, :, :end - length] = 0
+            mine[rows, :, end - length:end] = theirs[:other.rows, :, :length]
         self.pads += [p + end - length for p in other.pads]
-
-    def fits(self, prompt_lengths: Sequence[int]) -> bool:
-        return self.rows + len(prompt_lengths) <= self.max_batch

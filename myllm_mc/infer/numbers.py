@@ -79,7 +79,8 @@ def run_numbers(gen, bandwidth: float, source: str) -> RunNumbers:
     stats, cache = gen.stats, gen.cache
     dtype = cache.dtype() or gen.params_dtype
     element = torch.tensor([], dtype=dtype).element_size()
-    planned = kv_cache_bytes(gen.model_cfg, cache.allocated_tokens(), element,
+    # the largest cache of the run (sized to its requests; freed between batches)
+    planned = kv_cache_bytes(gen.model_cfg, stats.kv_peak_tokens, element,
                              ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size())
     weights = sum(p.numel() * p.element_size() for p in gen.wrapper.model.parameters())
     steps = max(stats.decode_steps, 1)
@@ -90,5 +91,5 @@ def run_numbers(gen, bandwidth: float, source: str) -> RunNumbers:
     bound = decode_step_bound(stages * weights, stages * per_slot * stats.kv_slots_read / steps, bandwidth,
                               stats.decode_tokens / steps)
     ttft = sum(stats.first_token_s) / len(stats.first_token_s) if stats.first_token_s else 0.0
-    return RunNumbers(stats.prefill_tokens_per_s, stats.decode_tokens_per_s, ttft, cache.allocated_bytes(), planned,
+    return RunNumbers(stats.prefill_tokens_per_s, stats.decode_tokens_per_s, ttft, stats.kv_peak_bytes, planned,
                       str(dtype).replace("torch.", ""), bandwidth, source, bound if stats.decode_steps else 0.0)

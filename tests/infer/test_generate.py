@@ -132,13 +132,31 @@ def test_measured_kv_cache_bytes_equal_the_planner_figure(generator, corpus_prom
     from myllm_mc.infer.numbers import run_numbers
     from myllm_mc.plan.inference import kv_cache_bytes_per_token
 
-    generator.generate(corpus_prompts[:1], SamplingParams(temperature=0, max_new_tokens=4))   # megatron allocates
-
+    generator.reset_stats()
+    generator.generate(corpus_prompts[:1], SamplingParams(temperature=0, max_new_tokens=4))
     m = generator.model_cfg
     per_token = kv_cache_bytes_per_token(m, bytes_per_element=4)        # fp32 cache
     assert per_token == 2 * 2 * 2 * 32 * 4
-    assert generator.kv_cache_bytes() == per_token * generator.max_seq * generator.max_batch == 524_288
+    # 5 prompt slots + 3 decode slots, rounded up to one 64-slot block, one row; freed when the batch is done
+    assert generator.stats.kv_peak_tokens == 64 and generator.kv_peak_bytes() == per_token * 64 == 65_536
+    assert generator.kv_cache_bytes() == 0
     numbers = run_numbers(generator, bandwidth=10e9, source="test")
-    assert numbers.kv_bytes_measured == numbers.kv_bytes_planned == 524_288
+    assert numbers.kv_bytes_measured == numbers.kv_bytes_planned == 65_536
     assert numbers.decode_tokens_per_s > 0 and numbers.decode_bound_tokens_per_s > 0
-    assert "KV cache 0.50 MiB float32 allocated (planner 0.50 MiB)" in numbers.line()
+    assert "KV cache 0.06 MiB float32 allocated (planner 0.06 MiB)" in numbers.line()
+
+
+def test_kv_cache_is_sized_to_the_request_not_to_the_model_context(generator, corpus_prompts):
+    """A 64-token request (+ 64 new) on an 8,192-token context with room for 8 rows: one row of 128 slots."""
+    from dataclasses import replace
+
+    from myllm_mc.infer import Generator
+
+    long_context = Generator(generator.wrapper.model, generator.tokenizer,
+                             replace(generator.model_cfg, seq_length=8192), max_batch_size=8, seed=1)
+    prompt = (corpus_prompts[2] * 2)[:64]
+    done = long_context.generate([prompt], SamplingParams(temperature=0, max_new_tokens=64, ignore_eos=True))[0]
+    full_context = long_context.shape.bytes_per_slot() * 8192 * 8
+    assert long_context.kv_peak_bytes() == long_context.shape.bytes_per_slot() * 128 < full_context / 16
+    assert done.token_ids == generator.generate([prompt], SamplingParams(temperature=0, max_new_tokens=64,
+                                                                         ignore_eos=True))[0].token_ids

@@ -19,8 +19,8 @@ def main():
         gen = load_generator(cfg, checkpoint, max_batch_size=4, seed=7)
         done = gen.generate(prompts + [prompts[1]], [greedy] * len(prompts) + [sampled])
         t, p = cfg.parallel.tensor, cfg.parallel.pipeline
-        result[name] = {"tokens": [c.token_ids for c in done], "kv_bytes": gen.kv_cache_bytes(),
-                        "kv_planned": kv_cache_bytes(cfg.model, gen.max_seq * gen.max_batch, 4, t, p)}
+        result[name] = {"tokens": [c.token_ids for c in done], "kv_bytes": gen.kv_peak_bytes(),
+                        "kv_planned": kv_cache_bytes(cfg.model, gen.stats.kv_peak_tokens, 4, t, p)}
     write_result(result)
 
 
