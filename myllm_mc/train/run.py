@@ -28,6 +28,7 @@ from .metrics import MetricsLogger, echo_stderr, flops_per_step, peak_tflops
 from .objective import Objective, PretrainObjective
 from .setup import TrainState, setup_state
 from .task_eval import task_eval_callbacks
+from .tracking import tracking_callbacks
 from .trainer import ObjectiveData, Trainer, TrainResult
 
 
@@ -80,6 +81,7 @@ def run_objective(cfg: Config, objective: Objective, make_data: Callable[[Config
         callbacks.callbacks.extend(extra_callbacks)
         if cfg.training.eval_tasks:                 # task accuracy by greedy generation (pretrain, SFT, DPO, GRPO)
             callbacks.callbacks.extend(task_eval_callbacks(cfg))
+        callbacks.callbacks.extend(tracking_callbacks(cfg, dist.get_rank() == 0))   # W&B / MLflow: after every row
         trainer = Trainer(cfg, state, objective, data, callbacks, faults=faults, echo=echo)
         result = trainer.fit()
         if result.losses and echo_summary:
