@@ -19,6 +19,9 @@ INTEROP = ["gguf==0.19.0", "transformers==5.24.0", "accelerate>=1.0", "jinja2>=3
 # lm-evaluation-harness for the `myllm` model backend (`myllm-lm-eval`, `myllm eval --lm-eval`): pinned, pure Python,
 # leaves torch alone (its `hf` extra is not used: transformers and accelerate come with INTEROP)
 LM_EVAL = ["lm_eval==0.4.13"]
+# experiment tracking (logging.wandb / logging.mlflow): not in .[all] — W&B's wheel alone is 20 MB with its
+# OpenTelemetry stack; .ci/run installs it for the slow tier's offline tracking test
+TRACKING = ["wandb==0.31.0", "mlflow-skinny==3.18.0"]
 # LoRA adapters in Hugging Face PEFT's format (`myllm export peft`, `myllm import peft`, and the test that PEFT itself
 # loads ours): pinned, pure Python; its torch/transformers requirements are already met, so pip leaves torch alone
 PEFT = ["peft==0.21.2"]
@@ -52,6 +55,7 @@ setup(
         "test": TEST,
         "serve": SERVE,
         "lm_eval": LM_EVAL,
+        "tracking": TRACKING,
         "peft": PEFT,
         "all": DATA + MPI + TEST + INTEROP + SERVE + LM_EVAL + PEFT,
     },
