@@ -35,14 +35,25 @@ from .errors import CheckpointError
 from .space import free_bytes
 from .weights import sharded_model_state, state_keys
 
-OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
+# chained_optim_avoid_prefix: an MoE model at EP > 1 gets megatron's ChainedOptimizer (dense + expert parameters),
+# at EP 1 one optimizer; unprefixed keys let either load the other's state (reshard EP2 → EP1 → EP2). No effect on
+# a dense model, whose optimizer is never chained.
+OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "fully_reshardable", "chained_optim_avoid_prefix": True}
 
 
 def _layout() -> dict:
     from megatron.core import parallel_state as ps
     return {"tensor": ps.get_tensor_model_parallel_world_size(), "pipeline": ps.get_pipeline_model_parallel_world_size(),
             "context": ps.get_context_parallel_world_size(), "data": ps.get_data_parallel_world_size(),
-            "virtual_pipeline": ps.get_virtual_pipeline_model_parallel_world_size()}
+            "virtual_pipeline": ps.get_virtual_pipeline_model_parallel_world_size(), **_expert_layout()}
+
+
+def _expert_layout() -> dict:
+    """Expert sizes, recorded only when they differ from a dense run's (so dense checkpoints keep their layout)."""
+    from megatron.core import parallel_state as ps
+    expert, expert_tensor = ps.get_expert_model_parallel_world_size(), ps.get_expert_tensor_parallel_world_size()
+    return {**({"expert": expert} if expert > 1 else {}),
+            **({"expert_tensor": expert_tensor} if expert_tensor != ps.get_tensor_model_parallel_world_size() else {})}
 
 
 def _rng_state() -> dict:

@@ -15,6 +15,7 @@ import contextlib
 import torch
 from megatron.core import parallel_state as ps
 from megatron.core.models.gpt import GPTModel
+from megatron.core.transformer.moe.moe_layer import MoELayer
 
 from myllm_mc.config.schema import Config
 from myllm_mc.plan.params import padded_vocab_size as plan_padded_vocab_size
@@ -57,8 +58,21 @@ def build_model(cfg: Config, on_meta_device: bool = False) -> list:
             )
             if cfg.model.compile and not on_meta_device:
                 compile_layers(model)
+            mark_expert_parameters(model)
             chunks.append(model)
     return chunks
+
+
+def mark_expert_parameters(model) -> None:
+    """Routed-expert parameters are expert parameters at every EP size, EP 1 included: megatron marks them
+    (`allreduce=False`) only when EP > 1, and then gives them their own DDP buffer (reduced over the expert
+    data-parallel group, which at EP 1 is the data-parallel group: the same sums) and their own optimizer in a
+    ChainedOptimizer. Marking them always keeps the optimizer, and so its checkpoint, the same shape at EP 1 and
+    EP 2, which is what lets a run reshard EP2 → EP1 → EP2."""
+    for module in model.modules():
+        if isinstance(module, MoELayer):
+            for param in module.experts.parameters():
+                param.allreduce = False
 
 
 def compile_layers(model) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from megatron.core.inference import communication_utils
+from megatron.core.tensor_parallel import mappings
 from megatron.core.tensor_parallel import random as mrandom
 from megatron.core.transformer.moe import moe_utils
 from megatron.core.transformer.moe.token_dispatcher import MoEAlltoAllTokenDispatcher
@@ -105,6 +106,13 @@ PATCHES = (
             "on_side_stream = torch.cuda.current_stream() != self.cuda_dtoh_stream"),
            ("megatron.core.transformer.moe.token_dispatcher", "self.input_splits, as_numpy=True"),
            ("megatron.core.transformer.moe.moe_utils", "if torch.is_tensor(tensor) and tensor.is_cuda:"))),
+    Patch("uneven_all_gather",
+          "expert tensor parallelism all-gathers each rank's routed tokens, a different number per rank, with a"
+          " list all_gather of uneven tensors (mappings._gather_along_first_dim): NCCL accepts that, gloo raises"
+          " 'invalid tensor size'; the uneven case becomes an all_gather_into_tensor of rows padded to the"
+          " largest split, then sliced (the backward's uneven reduce_scatter runs on gloo as it is)",
+          (("megatron.core.tensor_parallel.mappings",
+            "torch.distributed.all_gather(output_tensor_list, input_, group=group)"),)),
 )
 
 
@@ -205,6 +213,21 @@ def _cpu_dtoh_and_synchronize(self, point, tokens_per_expert=None):
     return tokens_per_expert
 
 
+def _gather_uneven_on_gloo(original):
+    """megatron's `_gather_along_first_dim` with uneven `output_split_sizes` done as a padded even all-gather
+    (patch uneven_all_gather); every other case is megatron's own."""
+    def gather(input_, group, output_split_sizes=None, use_global_buffer=False):
+        if output_split_sizes is None or group is None or group.size() == 1 or len(set(output_split_sizes)) == 1:
+            return original(input_, group, output_split_sizes, use_global_buffer)
+        width = max(output_split_sizes)
+        padded = input_.new_zeros((width, *input_.shape[1:]))
+        padded[:input_.shape[0]] = input_
+        gathered = input_.new_empty((width * group.size(), *input_.shape[1:]))
+        torch.distributed.all_gather_into_tensor(gathered, padded, group=group)
+        return torch.cat([gathered[i * width:i * width + n] for i, n in enumerate(output_split_sizes)])
+    return gather
+
+
 _ABSENT = object()
 _saved: dict = {}
 _mode: _CudaOnCpuMode | None = None
@@ -230,7 +253,7 @@ def install() -> bool:
         tracker=mrandom._CUDA_RNG_STATE_TRACKER, tracker_init=mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED,
         is_cuda=communication_utils._is_cuda, dtoh_stream=MoEAlltoAllTokenDispatcher.cuda_dtoh_stream,
         dtoh_sync=MoEAlltoAllTokenDispatcher._maybe_dtoh_and_synchronize,
-        te_gemm=moe_utils.__dict__.get("te_general_gemm", _ABSENT))
+        te_gemm=moe_utils.__dict__.get("te_general_gemm", _ABSENT), gather=mappings._gather_along_first_dim)
     torch.cuda.current_device = lambda: "cpu"          # patch current_device
     torch.cuda.synchronize = lambda device=None: None  # patch synchronize
     torch.cuda.manual_seed = torch.manual_seed         # patch manual_seed (the CPU default generator)
@@ -247,6 +270,7 @@ def install() -> bool:
     if MoEAlltoAllTokenDispatcher.cuda_dtoh_stream is None:                  # patch moe_dtoh_stream
         MoEAlltoAllTokenDispatcher.cuda_dtoh_stream = _NoStream()
     MoEAlltoAllTokenDispatcher._maybe_dtoh_and_synchronize = _cpu_dtoh_and_synchronize   # patch moe_dtoh_sync
+    mappings._gather_along_first_dim = _gather_uneven_on_gloo(_saved["gather"])          # patch uneven_all_gather
     _mode = _CudaOnCpuMode()
     _mode.__enter__()
     pin_mmap_threshold()    # not CUDA-related, but CPU-only: predictable resident memory (see cpu_allocator.py)
@@ -274,6 +298,7 @@ def uninstall() -> None:
         moe_utils.__dict__.pop("te_general_gemm", None)
     MoEAlltoAllTokenDispatcher.cuda_dtoh_stream = _saved["dtoh_stream"]
     MoEAlltoAllTokenDispatcher._maybe_dtoh_and_synchronize = _saved["dtoh_sync"]
+    mappings._gather_along_first_dim = _saved["gather"]
 
 
 def missing_call_sites() -> list[str]:

@@ -127,6 +127,8 @@ class MetricsLogger(Callback):
         for key in extra_keys:
             row[key] = sum(r.extra.get("metrics", {}).get(key, 0.0) for r in recs) / len(recs)
         row["objective_metrics"] = extra_keys
+        for key in recs[-1].extra.get("log_only", {}):              # file and TensorBoard only (MoE per layer)
+            row[key] = sum(r.extra.get("log_only", {}).get(key, 0.0) for r in recs) / len(recs)
         return row
 
     def _emit(self, row: dict) -> None:

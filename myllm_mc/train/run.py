@@ -26,6 +26,7 @@ from .faults import NONE as NO_FAULTS
 from .faults import Faults
 from .metrics import MetricsLogger, echo_stderr, flops_per_step, peak_tflops
 from .objective import Objective, PretrainObjective
+from .router_stats import RouterStatistics
 from .setup import TrainState, setup_state
 from .task_eval import task_eval_callbacks
 from .tracking import tracking_callbacks
@@ -42,6 +43,7 @@ def default_callbacks(cfg: Config, is_logging_rank: bool, echo=print, from_scrat
         *([InitialLossCheck(cfg.model.vocab_size, d.init_loss_tolerance, warn)] if from_scratch else []),
         LossSpikeDetector(d.spike_window, d.spike_zscore, warn),
         NonFiniteGuard(d.max_skipped_steps, warn),
+        *([RouterStatistics(cfg)] if cfg.model.moe.num_experts else []),   # before the logger: it adds metrics
         MetricsLogger(cfg.logging.dir, cfg.logging.log_interval, cfg.training.steps, cfg.parallel.world_size,
                       flops, peak, label, write=is_logging_rank, tensorboard=cfg.logging.tensorboard,
                       plot=cfg.logging.plot, echo=echo if is_logging_rank else (lambda message: None)),

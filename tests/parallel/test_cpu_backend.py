@@ -38,7 +38,7 @@ def test_every_patch_has_a_documented_live_call_site():
     from myllm_mc.parallel import cpu_backend
 
     assert cpu_backend.missing_call_sites() == []
-    assert len({p.name for p in cpu_backend.PATCHES}) == len(cpu_backend.PATCHES) == 13
+    assert len({p.name for p in cpu_backend.PATCHES}) == len(cpu_backend.PATCHES) == 14
     assert all(p.why and p.call_sites for p in cpu_backend.PATCHES)
 
 
