@@ -42,6 +42,9 @@ def check_lora(cfg) -> None:
         if bad or not lora.layers:
             raise ConfigError(f"align.lora.layers={lora.layers}: layer indices are 0 … {m.num_layers - 1}"
                               " — fix: list some of those, or null for every layer")
+    if not cfg.checkpoint.init_from and not cfg.checkpoint.resume:
+        raise ConfigError("align.lora.enabled with no checkpoint.init_from: adapters on a frozen random base learn"
+                          " nothing useful — fix: set checkpoint.init_from to the model to adapt")
     if resolve_spec(m) == "te":
         raise ConfigError("align.lora with the Transformer Engine spec: adapters attach to megatron-core's local"
                           " ColumnParallelLinear/RowParallelLinear, not TE's fused modules — fix: --set"
