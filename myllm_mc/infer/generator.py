@@ -41,6 +41,7 @@ import torch.distributed as dist
 
 from .kv_cache import BatchCache, CacheShape, attention_mask, left_padded
 from .plain_forward import PlainForward, unsupported
+from .prefix_cache import PrefixCache, reusable
 from .requests import Completion, RequestState, StreamEvent
 from .sampling import GenerationError, SamplingParams, sample_rows
 
@@ -50,6 +51,7 @@ class GenerationStats:
     """Totals since the generator was made (or `reset_stats`)."""
 
     prefill_tokens: int = 0             # prompt tokens run through prefill forwards
+    prefix_reused_tokens: int = 0       # prompt tokens whose K/V came from the prefix cache instead
     prefill_s: float = 0.0
     decode_tokens: int = 0              # tokens produced by decode steps
     decode_s: float = 0.0
@@ -80,7 +82,7 @@ class Generator:
     """A megatron-core GPTModel (this rank's part of it) ready to generate; see the module docstring."""
 
     def __init__(self, model, tokenizer, model_cfg, max_batch_size: int = 8, max_seq_length: Optional[int] = None,
-                 seed: Optional[int] = None, forward: str = "auto"):
+                 seed: Optional[int] = None, forward: str = "auto", prefix_cache_mib: float = 0.0):
         # megatron-core (seconds to import) on use: `myllm generate|chat|eval --help` and their input checks import
         # this package
         from megatron.core import parallel_state as ps
@@ -112,6 +114,8 @@ class Generator:
         if forward == "plain" and why:
             raise GenerationError(f"the plain forward does not cover this model ({why}) — fix: forward='auto'")
         self.plain = PlainForward(model) if forward != "megatron" and why is None else None
+        # off unless asked for: the weights must not change under it (a generator on a model being trained)
+        self.prefix = PrefixCache(self.shape.layers, self.shape.bytes_per_slot(), int(prefix_cache_mib * 2**20))
         self.base_seed = _agreed_seed() if seed is None else seed
         self.queue: List[RequestState] = []
         self.live: List[RequestState] = []                    # aligned with the cache rows
@@ -179,14 +183,21 @@ class Generator:
         return events
 
     def _drop_finished(self) -> None:
-        keep = [row for row, state in enumerate(self.live) if not state.finished]
+        keep = []
+        for row, state in enumerate(self.live):
+            if not state.finished:
+                keep.append(row)
+            elif self.prefix.enabled:       # prompt + reply: the next turn of a chat starts with them
+                self.prefix.remember(state.prompt_ids + state.token_ids[:-1], self.cache, row, self.cache.pads[row])
         self.cache.keep(keep)
         self.live = [self.live[row] for row in keep]
 
     def _admit(self, states: List[RequestState]) -> List[StreamEvent]:
         start = time.perf_counter()
-        tokens, positions, pads = left_padded([s.prompt_ids for s in states], self.tokenizer.pad)
+        prompts = [s.prompt_ids for s in states]
+        tokens, positions, pads = left_padded(prompts, self.tokenizer.pad)
         length = tokens.size(1)
+        first, reused = reusable(self.prefix, prompts, pads) if self.prefix.enabled else (0, [0] * len(states))
         joining = bool(self.live)
         # slots every row can still write: a live row one per token it may add, a new one its prompt and then
         # one per token after the first
@@ -199,12 +210,20 @@ class Generator:
         else:
             target = self.cache
         target.start(pads)
-        logits = self._forward(target, tokens, positions)
+        for row, (state, count) in enumerate(zip(states, reused)):
+            state.cached_tokens = count
+            if count:
+                self.prefix.copy_into(state.prompt_ids, count, target, row, pads[row])
+        target.offset = first
+        logits = self._forward(target, tokens[:, first:], positions[:, first:])
+        for row, state in enumerate(states):
+            self.prefix.remember(state.prompt_ids, target, row, pads[row])
         if joining:
             self.cache.join(target)
         self.live += states
         events = self._sample_and_append(logits, states)
-        self.stats.prefill_tokens += sum(len(s.prompt_ids) for s in states)
+        self.stats.prefill_tokens += sum(len(s.prompt_ids) for s in states) - sum(reused)
+        self.stats.prefix_reused_tokens += sum(reused)
         self.stats.prefill_s += time.perf_counter() - start
         self.stats.first_token_s += [s.first_token_at - s.submitted_at for s in states]
         return events
@@ -288,6 +307,10 @@ class Generator:
         for p in params:
             (p or SamplingParams()).check()
         return [self.submit(prompt, p) for prompt, p in zip(prompts, params)]
+
+    def clear_prefix_cache(self) -> None:
+        """Forget every stored prefix (call it after the weights change)."""
+        self.prefix.clear()
 
     def reset_stats(self) -> None:
         self.stats = GenerationStats()

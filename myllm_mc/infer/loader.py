@@ -68,9 +68,14 @@ def load_model_for_inference(cfg, checkpoint):
     return model
 
 
+PREFIX_CACHE_MIB = 256      # the prefix cache of a generator on frozen weights (generate, chat, serve)
+
+
 def load_generator(cfg, checkpoint, max_batch_size: int = 8, max_seq_length: Optional[int] = None,
-                   seed: Optional[int] = None, tokenizer_path=None):
-    """Initialise the process group for cfg's layout, load the model and the tokenizer, return a Generator."""
+                   seed: Optional[int] = None, tokenizer_path=None, prefix_cache_mib: float = PREFIX_CACHE_MIB,
+                   forward: str = "auto"):
+    """Initialise the process group for cfg's layout, load the model and the tokenizer, return a Generator
+    (the weights are frozen, so its prefix cache is on)."""
     from myllm_mc.parallel.state import init_distributed
 
     resolve_checkpoint(checkpoint)                 # a bad path fails before anything heavy starts
@@ -81,4 +86,4 @@ def load_generator(cfg, checkpoint, max_batch_size: int = 8, max_seq_length: Opt
         raise GenerationError(f"tokenizer has {tokenizer.vocab_size} entries but the model {cfg.model.vocab_size}"
                               " — fix: use the tokenizer the model was trained with (data.tokenizer)")
     return Generator(model, tokenizer, cfg.model, max_batch_size=max_batch_size, max_seq_length=max_seq_length,
-                     seed=seed)
+                     seed=seed, forward=forward, prefix_cache_mib=prefix_cache_mib)

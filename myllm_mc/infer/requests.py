@@ -33,6 +33,7 @@ class Completion:
     time_to_first_token_s: float        # from submit to the first token
     total_s: float                      # from submit to the end
     decode_tokens_per_s: float          # tokens after the first / time after the first token
+    cached_tokens: int = 0              # prompt tokens whose K/V came from the prefix cache
 
 
 @dataclass
@@ -62,6 +63,7 @@ class RequestState:
     shown: str = ""                     # text already streamed
     finish_reason: Optional[str] = None
     max_new_tokens: int = 0             # params.max_new_tokens clamped to the context
+    cached_tokens: int = 0              # prompt tokens taken from the prefix cache at admission
 
     @property
     def finished(self) -> bool:
@@ -124,4 +126,5 @@ class RequestState:
             token_ids=list(self.token_ids), text=self.text,
             logprobs=list(self.logprobs) if self.params.logprobs else None, finish_reason=self.finish_reason,
             time_to_first_token_s=first - self.submitted_at, total_s=end - self.submitted_at,
-            decode_tokens_per_s=after_first / (end - first) if after_first > 0 and end > first else 0.0)
+            decode_tokens_per_s=after_first / (end - first) if after_first > 0 and end > first else 0.0,
+            cached_tokens=self.cached_tokens)
