@@ -5,7 +5,6 @@ report, the plot and the plan-vs-measured table logged. Slow tier: two training 
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -82,7 +81,6 @@ def test_wandb_and_mlflow_hold_the_metrics_rows_across_a_resume(tiny_data, tmp_p
     assert {"plan.txt", "plan_vs_measured.txt", "loss.png"} <= artifacts, artifacts
     print(f"\n{len(rows)} metrics.jsonl rows, {len(expected)} (key, step) values: equal in W&B ({len(files)} offline"
           f" directories, run {ids['wandb']}) and MLflow (run {ids['mlflow']})")
-    assert json.loads(json.dumps(expected, default=str))  # plain numbers only
 
 
 def test_missing_tracker_is_one_line(monkeypatch):
