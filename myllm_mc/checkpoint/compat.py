@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+from myllm_mc.config.validate import moe_layer_pattern
 from myllm_mc.data.tokenizer import Tokenizer
 
 from .errors import CheckpointError
@@ -20,7 +21,14 @@ SHAPE_FIELDS = ("num_layers", "hidden_size", "num_attention_heads", "num_query_g
 
 
 def model_shape(cfg) -> Dict[str, int]:
-    return {name: getattr(cfg.model, name) for name in SHAPE_FIELDS}
+    shape = {name: getattr(cfg.model, name) for name in SHAPE_FIELDS}
+    moe = cfg.model.moe
+    if moe.num_experts:              # only MoE checkpoints carry these, so dense records stay as they were
+        shape.update(moe_num_experts=moe.num_experts,
+                     moe_ffn_hidden_size=moe.ffn_hidden_size or cfg.model.ffn_hidden_size,
+                     moe_shared_expert_ffn_hidden_size=moe.shared_expert_ffn_hidden_size,
+                     moe_layer_pattern=moe_layer_pattern(cfg.model))
+    return shape
 
 
 def tokenizer_fingerprint(path: Optional[str]) -> Optional[dict]:
@@ -51,6 +59,9 @@ def mismatches(meta: dict, cfg, growth_ok: bool = False, tokenizer: bool = True)
             continue
         if name in saved_shape and saved_shape[name] != value:
             found.append(f"model.{name} {saved_shape[name]} → {value}")
+    experts = saved_shape.get("moe_num_experts", 0), model_shape(cfg).get("moe_num_experts", 0)
+    if experts[0] != experts[1] and 0 in experts:      # dense ↔ MoE: one side has no MoE entries at all
+        found.append(f"model.moe.num_experts {experts[0]} → {experts[1]}")
     saved_tok = meta.get("tokenizer")
     if tokenizer and saved_tok and cfg.data.tokenizer and not getattr(cfg.checkpoint, "allow_tokenizer_change", False):
         now = tokenizer_fingerprint(cfg.data.tokenizer)
