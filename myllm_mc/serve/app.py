@@ -417,6 +417,7 @@ class _Reply:
         self.texts = [""] * body.n
         self.logprobs: List[list] = [[] for _ in range(body.n)]
         self.completion_tokens = 0
+        self.cached_tokens = 0
 
     def add(self, index: int, event: TokenEvent) -> None:
         self.texts[index] += event.text
@@ -425,8 +426,10 @@ class _Reply:
 
     def finished(self, event: FinishEvent, job: Job) -> None:
         self.completion_tokens += event.completion_tokens
+        self.cached_tokens += event.cached_tokens
         metrics = self.state.metrics
         metrics.inc("myllm_completion_tokens_total", event.completion_tokens)
+        metrics.inc("myllm_prefix_cached_tokens_total", event.cached_tokens)
         now = time.monotonic()
         metrics.observe("myllm_request_latency_seconds", now - job.submitted)
         if job.first_token_at is not None:
@@ -435,7 +438,8 @@ class _Reply:
     def usage(self) -> dict:
         prompt = self.prompt_tokens * self.body.n
         return {"prompt_tokens": prompt, "completion_tokens": self.completion_tokens,
-                "total_tokens": prompt + self.completion_tokens}
+                "total_tokens": prompt + self.completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}   # OpenAI's field: prefix cache hits
 
     def head(self, kind: str) -> dict:
         objects = {("chat", "full"): "chat.completion", ("chat", "chunk"): "chat.completion.chunk",

@@ -32,6 +32,7 @@ class FinishEvent:
     prompt_tokens: int
     completion_tokens: int
     message: str = ""
+    cached_tokens: int = 0               # prompt tokens whose K/V came from the engine's prefix cache
 
 
 @dataclass
@@ -175,7 +176,8 @@ class Batcher:
             if event.finished:
                 del self._live[event.request_id]
                 done = event.completion
-                job.emit(FinishEvent(done.finish_reason, done.prompt_tokens, done.completion_tokens))
+                job.emit(FinishEvent(done.finish_reason, done.prompt_tokens, done.completion_tokens,
+                                     cached_tokens=done.cached_tokens))
         self.metrics.set("myllm_batch_rows", len(self._live))
 
     def _logprobs(self, job: Job, event) -> Optional[list]:

@@ -42,6 +42,7 @@ class ServerMetrics:
         "myllm_requests_total": ("counter", "HTTP requests answered, by route and status code"),
         "myllm_prompt_tokens_total": ("counter", "prompt tokens admitted for generation"),
         "myllm_completion_tokens_total": ("counter", "tokens generated"),
+        "myllm_prefix_cached_tokens_total": ("counter", "prompt tokens taken from the prefix cache, not prefilled"),
         "myllm_rejected_total": ("counter", "requests refused before generation, by reason"),
         "myllm_cancelled_rows_total": ("counter", "generation rows stopped because their client went away"),
         "myllm_connections_closed_total": ("counter", "connections the server closed: idle, read_timeout (a request "
