@@ -160,6 +160,10 @@ def _check_moe(cfg: Config) -> None:
     if p.tensor > 1 and not p.sequence_parallel:
         raise ConfigError("parallel.sequence_parallel: megatron-core's MoE layer refuses tensor parallelism without"
                           " sequence parallelism in training — fix: --set parallel.sequence_parallel=true")
+    if m.add_bias and moe.shared_expert_ffn_hidden_size:
+        raise ConfigError(f"{key}.shared_expert_ffn_hidden_size: megatron-core's shared experts have no biases but"
+                          " model.add_bias is set — fix: --set model.add_bias=false or"
+                          f" {key}.shared_expert_ffn_hidden_size=0")
     if m.add_bias and etp > 1:
         raise ConfigError("model.add_bias: biases in experts need parallel.expert_tensor=1 — fix: --set"
                           " parallel.expert_tensor=1")
