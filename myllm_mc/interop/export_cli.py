@@ -50,6 +50,10 @@ def main(argv) -> int:
 def _export(cfg, args, merged_dir: str) -> int:
     from .weights import ConversionError
     try:
+        if cfg.model.moe.num_experts:     # no MoE family (Mixtral, Qwen3-MoE) in interop/families yet (issue #26)
+            raise ConversionError(f"model.moe.num_experts is {cfg.model.moe.num_experts}: exporting mixture-of-experts"
+                                  " models is not supported yet (no MoE family in the registry) — fix: keep the"
+                                  " megatron checkpoint; dense models export as before")
         if args.format == "peft":
             from .lora_export import export_peft
             print(export_peft(cfg, args.checkpoint, args.out, args.base_name))
