@@ -1,8 +1,9 @@
 """lm-evaluation-harness through our `myllm` backend (myllm_mc/evaluate/lm_eval_*.py).
 
 Fast tier: the backend's log-likelihoods equal our own megatron cross-entropy scoring; bad input (unknown task,
-missing data file, a layout generation cannot run at, no model_args) is one line and exit 2 before a model loads.
-Slow tier (lm_eval and transformers as subprocesses, ~1-2 min): `myllm-lm-eval --model myllm` and
+missing data file, a layout generation cannot run at) is one line and exit 2 before a model loads.
+Slow tier (lm_eval and transformers as subprocesses, ~15 s and ~1.5 min): `myllm-lm-eval` without a checkpoint in
+--model_args is one line and exit 2 (lm_eval's CLI indexes its 14,000 tasks first); `myllm-lm-eval --model myllm` and
 `lm_eval --model hf` on our HF export give the same per-document log-likelihoods (within 1e-4), the same
 generations and the same accuracy on local multiple-choice, generation and rolling tasks; `myllm eval --lm-eval`
 reports the CLI's figure.
@@ -142,6 +143,7 @@ def test_unknown_task_is_one_line(eval_model, capsys, no_model_load):
     assert "unknown lm-eval task 'myllm_arithmetic_mcq'" in line and "myllm_arithmetic_mc" in line, line
 
 
+@pytest.mark.slow
 def test_myllm_lm_eval_bad_model_args_is_one_line():
     """The lm_eval CLI with our model: no checkpoint in --model_args → one line, exit 2 (no traceback)."""
     out = subprocess.run([sys.executable, "-m", "myllm_mc.evaluate.lm_eval_cli", "--model", "myllm", "--model_args",
