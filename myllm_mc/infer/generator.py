@@ -44,6 +44,7 @@ from .plain_forward import PlainForward, unsupported
 from .prefix_cache import PrefixCache, reusable
 from .requests import Completion, RequestState, StreamEvent
 from .sampling import GenerationError, SamplingParams, sample_rows
+from .speculative import Drafter, accept, prompt_lookup
 
 
 @dataclass
@@ -57,6 +58,8 @@ class GenerationStats:
     decode_s: float = 0.0
     decode_steps: int = 0
     kv_slots_read: int = 0              # cache slots (rows × length) the decode steps attended over
+    drafted_tokens: int = 0             # speculative decoding: draft tokens checked by the model
+    accepted_tokens: int = 0            # ... and accepted
     kv_peak_tokens: int = 0             # the most cache slots (rows × length) allocated at once
     kv_peak_bytes: int = 0              # the bytes of that cache (its tensors, this rank)
     first_token_s: List[float] = field(default_factory=list)
@@ -68,6 +71,10 @@ class GenerationStats:
     @property
     def decode_tokens_per_s(self) -> float:
         return self.decode_tokens / self.decode_s if self.decode_s else 0.0
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else 0.0
 
 
 def _agreed_seed() -> int:
@@ -82,7 +89,8 @@ class Generator:
     """A megatron-core GPTModel (this rank's part of it) ready to generate; see the module docstring."""
 
     def __init__(self, model, tokenizer, model_cfg, max_batch_size: int = 8, max_seq_length: Optional[int] = None,
-                 seed: Optional[int] = None, forward: str = "auto", prefix_cache_mib: float = 0.0):
+                 seed: Optional[int] = None, forward: str = "auto", prefix_cache_mib: float = 0.0,
+                 speculative: int = 0, drafter: Drafter = prompt_lookup):
         # megatron-core (seconds to import) on use: `myllm generate|chat|eval --help` and their input checks import
         # this package
         from megatron.core import parallel_state as ps
@@ -116,6 +124,10 @@ class Generator:
         self.plain = PlainForward(model) if forward != "megatron" and why is None else None
         # off unless asked for: the weights must not change under it (a generator on a model being trained)
         self.prefix = PrefixCache(self.shape.layers, self.shape.bytes_per_slot(), int(prefix_cache_mib * 2**20))
+        # draft tokens per decode step of a lone request (speculative.py); one process per pipeline (the accepted
+        # count would have to cross stages)
+        self.speculative = speculative if self.pipeline == 1 else 0
+        self.drafter = drafter
         self.base_seed = _agreed_seed() if seed is None else seed
         self.queue: List[RequestState] = []
         self.live: List[RequestState] = []                    # aligned with the cache rows
@@ -202,7 +214,7 @@ class Generator:
         # slots every row can still write: a live row one per token it may add, a new one its prompt and then
         # one per token after the first
         ahead = [s.max_new_tokens - len(s.token_ids) for s in self.live] + [s.max_new_tokens - 1 for s in states]
-        self.cache.reserve(len(self.live) + len(states), max(self.cache.offset, length) + max(ahead))
+        self.cache.reserve(len(self.live) + len(states), max(self.cache.offset, length) + max(ahead) + self.speculative)
         self._note_cache()
         if joining:                                            # prefilled alone, then joined
             target = BatchCache(self.shape, len(states), length, block=1)
@@ -231,6 +243,11 @@ class Generator:
     def _decode(self) -> List[StreamEvent]:
         start = time.perf_counter()
         offset, pads = self.cache.offset, self.cache.pads
+        if self.speculative and len(self.live) == 1:
+            events = self._speculate(self.live[0])
+            if events is not None:
+                self.stats.decode_s += time.perf_counter() - start
+                return events
         tokens = torch.tensor([[s.token_ids[-1]] for s in self.live], dtype=torch.long)
         positions = torch.tensor([[offset - pad] for pad in pads], dtype=torch.long)
         logits = self._forward(self.cache, tokens, positions)
@@ -240,6 +257,28 @@ class Generator:
         self.stats.kv_slots_read += (offset + 1) * len(self.live)
         self.stats.decode_s += time.perf_counter() - start
         return events
+
+    def _speculate(self, state: RequestState) -> Optional[List[StreamEvent]]:
+        """One step for a lone request: its last token and up to k drafts in one forward, then the accepted ones
+        (None when the drafter has no guess: a plain step follows)."""
+        room = min(self.speculative, state.max_new_tokens - len(state.token_ids) - 1,
+                   self.cache.capacity[1] - self.cache.offset - 1)
+        draft = self.drafter(state.prompt_ids + state.token_ids, room)[:room] if room > 0 else []
+        if not draft:
+            return None
+        offset, pad = self.cache.offset, self.cache.pads[0]
+        tokens = torch.tensor([[state.token_ids[-1], *draft]], dtype=torch.long)
+        positions = torch.arange(offset - pad, offset - pad + len(draft) + 1).view(1, -1)
+        logits = self._forward(self.cache, tokens, positions, last_only=False)
+        picked, logprobs = accept(logits[0, :, :self.vocab_size], draft, state.params, state.generator)
+        self.cache.offset = offset + len(picked)          # the K/V of rejected drafts lie beyond, unread
+        event = state.extend(picked, logprobs, self.tokenizer)
+        self.stats.drafted_tokens += len(draft)
+        self.stats.accepted_tokens += len(picked) - 1
+        self.stats.decode_tokens += len(event.token_ids)
+        self.stats.decode_steps += 1
+        self.stats.kv_slots_read += offset + len(draft) + 1
+        return [event]
 
     def _forward(self, cache: BatchCache, tokens, positions, last_only: bool = True):
         """Logits for `tokens` [rows, n] written at the cache's offset (which then advances by n); the rows'

@@ -71,6 +71,20 @@ class RequestState:
 
     def append(self, token: int, logprob: float, tokenizer) -> StreamEvent:
         """Record one sampled token, apply the stop rules and return what is new to show."""
+        self._add(token, logprob, tokenizer)
+        return self._event(1)
+
+    def extend(self, tokens, logprobs, tokenizer) -> StreamEvent:
+        """Record several tokens of one step (speculative decoding) until a stop rule ends the request."""
+        count = 0
+        for token, logprob in zip(tokens, logprobs):
+            self._add(token, logprob, tokenizer)
+            count += 1
+            if self.finished:
+                break
+        return self._event(count)
+
+    def _add(self, token: int, logprob: float, tokenizer) -> None:
         now = time.perf_counter()
         if self.first_token_at is None:
             self.first_token_at = now
@@ -86,7 +100,6 @@ class RequestState:
                 self.finish_reason = "stop"
             elif len(self.token_ids) >= self.max_new_tokens:
                 self.finish_reason = "length"
-        return self._event(1)
 
     def cancel(self) -> StreamEvent:
         self.finish_reason = "cancelled"
