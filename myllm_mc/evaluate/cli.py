@@ -112,7 +112,7 @@ def _checked(args):
             raise EvalError(problem)
     cfg = inference_config(args.config, args.overrides, world_size=1)
     try:
-        resolved = [str(resolve_checkpoint(c)) for c in checkpoints]
+        resolved = [str(resolve_checkpoint(c, cfg)) for c in checkpoints]
     except GenerationError as err:
         raise EvalError(str(err)) from None
     if not cfg.data.tokenizer or not Path(cfg.data.tokenizer).is_file():

@@ -196,7 +196,7 @@ def _load(config: Optional[str], checkpoint: Optional[str], overrides: List[str]
     if problem:
         raise LmEvalError(problem)
     cfg = inference_config(config, overrides, world_size=1)
-    resolved = resolve_checkpoint(checkpoint)
+    resolved = resolve_checkpoint(checkpoint, cfg)
     tokenizer = load_tokenizer(cfg)
     init_distributed(cfg)
     return load_model_for_inference(cfg, resolved), tokenizer, cfg

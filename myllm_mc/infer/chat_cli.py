@@ -74,7 +74,7 @@ def main(argv) -> int:
         return 2
     try:
         cfg = inference_config(args.config, args.overrides, world_size=1)
-        resolve_checkpoint(args.checkpoint)
+        resolve_checkpoint(args.checkpoint, cfg)
         load_tokenizer(cfg)
         params = replace(sampling_from(args), ignore_eos=args.ignore_eos)
     except GenerationError as err:

@@ -138,7 +138,7 @@ def check_output(output, inputs) -> None:
 def _checked_inputs(args, world_size):
     check_output(args.output, [("--prompts", args.prompts)])
     cfg = inference_config(args.config, args.overrides, world_size=world_size)
-    resolve_checkpoint(args.checkpoint)
+    resolve_checkpoint(args.checkpoint, cfg)
     tokenizer = load_tokenizer(cfg)
     max_seq = args.max_seq_length or cfg.model.seq_length
     return cfg, tokenizer, read_requests(args, tokenizer, max_seq)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from myllm_mc.checkpoint import resolve_weights
+from myllm_mc.checkpoint.compat import check_checkpoint
 from myllm_mc.config import load
 from myllm_mc.data.tokenizer import Tokenizer
 
@@ -24,17 +25,21 @@ from .sampling import GenerationError
 INFERENCE_LAYOUT = ("parallel.virtual_pipeline=null", "parallel.sequence_parallel=false", "parallel.context=1")
 
 
-def resolve_checkpoint(path) -> Path:
+def resolve_checkpoint(path, cfg=None, tokenizer=None) -> Path:
     """`checkpoint.resolve_weights` (a step directory, the one a root's `latest` names, or a bare
-    dist_checkpointing directory) with its failure as a GenerationError line that names the fix."""
+    dist_checkpointing directory) with its failure as a GenerationError line that names the fix. With `cfg`, the
+    checkpoint must have been saved with its model and tokenizer (`compat.check_reading`; CheckpointError)."""
     if not Path(path).exists():
         raise GenerationError(f"checkpoint {str(path)!r} does not exist — fix: pass the checkpoint.dir of a"
                               " training run (e.g. runs/tiny/checkpoints) or one of its step_NNNNNNN directories")
     try:
-        return resolve_weights(str(path))
+        target = resolve_weights(str(path))
     except FileNotFoundError:
         raise GenerationError(f"{str(path)!r} holds no complete checkpoint — fix: pass the checkpoint.dir of a"
                               " training run or one of its step_NNNNNNN directories") from None
+    if cfg is not None:
+        check_checkpoint(cfg, target, tokenizer)
+    return target
 
 
 def inference_config(config, overrides: Iterable[str] = (), world_size: Optional[int] = None):
@@ -59,7 +64,7 @@ def load_model_for_inference(cfg, checkpoint):
 
     chunks = build_model(cfg)
     if checkpoint is not None:      # a LoRA checkpoint: its base, then its adapters attached (not merged)
-        load_weights(chunks, resolve_checkpoint(checkpoint))
+        load_weights(chunks, resolve_checkpoint(checkpoint, cfg))
     model = chunks[0]
     if cfg.model.precision == "bf16":
         from megatron.core.transformer.module import Float16Module
@@ -78,7 +83,7 @@ def load_generator(cfg, checkpoint, max_batch_size: int = 8, max_seq_length: Opt
     (the weights are frozen, so its prefix cache is on)."""
     from myllm_mc.parallel.state import init_distributed
 
-    resolve_checkpoint(checkpoint)                 # a bad path fails before anything heavy starts
+    resolve_checkpoint(checkpoint, cfg, tokenizer_path)    # a bad path or config fails before anything heavy
     tokenizer = load_tokenizer(cfg, tokenizer_path)
     init_distributed(cfg)
     model = load_model_for_inference(cfg, checkpoint)

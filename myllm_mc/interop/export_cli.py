@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from myllm_mc.checkpoint import is_complete, read_meta, resolve_weights
+from myllm_mc.checkpoint.compat import check_checkpoint
 from myllm_mc.checkpoint.errors import CheckpointError
 from myllm_mc.config import ConfigError, load
 
@@ -54,6 +55,8 @@ def _export(cfg, args, merged_dir: str) -> int:
             raise ConversionError(f"model.moe.num_experts is {cfg.model.moe.num_experts}: exporting mixture-of-experts"
                                   " models is not supported yet (no MoE family in the registry) — fix: keep the"
                                   " megatron checkpoint; dense models export as before")
+        if Path(args.checkpoint).exists():       # the config and tokenizer must be the checkpoint's (compat)
+            check_checkpoint(cfg, resolve_weights(args.checkpoint), args.tokenizer)
         if args.format == "peft":
             from .lora_export import export_peft
             print(export_peft(cfg, args.checkpoint, args.out, args.base_name))

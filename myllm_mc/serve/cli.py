@@ -102,7 +102,7 @@ def main(argv) -> int:
 
     cfg = inference_config(args.config, args.overrides, world_size=1)
     try:
-        resolve_checkpoint(args.checkpoint)
+        resolve_checkpoint(args.checkpoint, cfg)
         load_tokenizer(cfg)
         settings = _settings(args, cfg.model.name)
     except ValueError as err:          # GenerationError, TokenizerError, a limit: one line, exit 2
