@@ -81,3 +81,29 @@ def test_dpo_starts_at_ln2_with_the_adapters_off_reference(lora_base, monkeypatc
     print(f"dpo step-0 loss {result.losses[0]:.7f} (ln 2 = {math.log(2):.7f})")
     assert abs(result.losses[0] - math.log(2)) < 1e-6
     assert result.losses[2] != pytest.approx(math.log(2), abs=1e-6)          # the adapters moved (step 1 has lr 0)
+
+
+def test_grpo_samples_with_the_adapters_and_scores_the_base_as_reference(lora_base, monkeypatch, capsys):
+    """Two GRPO steps: rollouts come from the adapted policy (sampler and trainer agree on their log-probs), the
+    reference is the base with the adapters off (KL exactly 0 while B = 0), no frozen copy is built."""
+    import myllm_mc.train.setup as setup
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("a frozen reference copy was built")
+    monkeypatch.setattr(setup, "build_frozen_model", no_copy)
+    from myllm_mc.align.grpo import run_grpo
+
+    root = lora_base["root"]
+    cfg = load(REPO / "configs" / "grpo_tiny.yaml", lora_base["model"] + RUN + [
+        "training.steps=2", "training.global_batch_size=8", "align.max_records=40", "align.grpo.group_size=4",
+        "align.grpo.max_new_tokens=6", "align.grpo.eval_prompts=0", "align.grpo.beta=0.1",
+        f"checkpoint.init_from={lora_base['base']}", f"checkpoint.dir={root / 'grpo' / 'ckpt'}",
+        f"logging.dir={root / 'grpo'}", "checkpoint.save_interval=100"], world_size=1)
+    recorder = ParameterWatch()
+    steps = []
+    recorder.on_step_end = lambda trainer, record, control: steps.append(record.extra["metrics"])
+    result = run_grpo(cfg, extra_callbacks=[recorder])
+    assert "grpo reference: the policy's base with its LoRA adapters disabled" in capsys.readouterr().out
+    assert result.exit_code == 0 and len(steps) == 2
+    print("grpo with LoRA:", [(round(s["kl"], 8), round(s["logprob_diff"], 8)) for s in steps])
+    assert steps[0]["kl"] == 0.0 and all(s["logprob_diff"] < 1e-4 for s in steps)
