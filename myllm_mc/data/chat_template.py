@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .tokenizer import CHAT_ROLES, IM_END, IM_START
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+CHAT_ROLES = ("system", "user", "assistant")
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"

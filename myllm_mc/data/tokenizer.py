@@ -4,6 +4,11 @@ Why a wrapper: megatron-core's GPTDataset needs `vocab_size`, `eod` and a JSON-s
 (its index caches are keyed on it); preprocessing needs batched encoding; fine-tuning needs chat formatting with
 a loss mask. The special tokens have fixed ids 0..3 so every tokenizer trained here agrees on them.
 
+An imported model's tokenizer (Llama 3.x, Mistral, Qwen) has other special tokens; they are read from the
+tokenizer_config.json beside tokenizer.json: `eod` (end of document), `im_end`/`eot` (end of a chat turn: generation
+stops there), `pad`, `bos` — see `_resolve_special_tokens`. Its Jinja chat template, if it is not ours, is what
+`encode_chat` renders with (myllm_mc.data.template_chat).
+
 Lone surrogates (a Python `str` may hold U+D800..U+DFFF unpaired, e.g. from a JSON escape "\\ud800") cannot be
 encoded as UTF-8, so no byte-level tokenizer can round-trip them. `encode(..., errors="strict")` (the default)
 raises ValueError naming the position; `errors="replace"` encodes each one as U+FFFD (preprocessing does this
@@ -19,12 +24,11 @@ from typing import Iterable, List, Sequence, Tuple
 
 from myllm_mc.errors import MyllmError
 
+from .chat_template import CHAT_ROLES, CHAT_TEMPLATE, IM_END, IM_START
+
 EOD = "<|endoftext|>"
 PAD = "<|pad|>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
 SPECIAL_TOKENS = [EOD, PAD, IM_START, IM_END]          # ids 0, 1, 2, 3 in this order
-CHAT_ROLES = ("system", "user", "assistant")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -36,6 +40,26 @@ class TokenizerError(MyllmError, ValueError):
 def replace_lone_surrogates(text: str) -> Tuple[str, int]:
     """(text with every unpaired surrogate replaced by U+FFFD, how many were replaced)."""
     return _SURROGATE.subn("\ufffd", text)
+
+
+def _token_text(value):
+    if isinstance(value, dict):     # transformers writes AddedToken dicts in some versions
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _tokenizer_config(folder: Path) -> dict:
+    """tokenizer_config.json beside tokenizer.json ({} without one): special tokens and chat template."""
+    import json
+
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise TokenizerError(f"{path}: not JSON ({err}) — fix: restore the file or remove it") from None
+    return config if isinstance(config, dict) else {}
 
 
 class Tokenizer:
@@ -59,21 +83,67 @@ class Tokenizer:
                                  f"with tools/train_tokenizer.py") from None
         self._sha256 = hashlib.sha256(raw).hexdigest()
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-        ids = [self._tok.token_to_id(t) for t in SPECIAL_TOKENS]
-        if ids[0] is None:
-            raise TokenizerError(f"{self.path}: no {EOD} token — fix: retrain with tools/train_tokenizer.py, which "
-                                 f"adds {', '.join(SPECIAL_TOKENS)}")
-        self.eod, self.pad, self.im_start, self.im_end = (i if i is not None else ids[0] for i in ids)
+        self.config = _tokenizer_config(self.path.parent)
+        self._resolve_special_tokens()
         # document text never produces control tokens: a literal "<|endoftext|>" in a book is just text;
         # a second instance reads them as control tokens, for prompts a program builds (allow_special=True)
         self._with_special = HFTokenizer.from_str(raw.decode("utf-8"))
         self._tok.encode_special_tokens = True
+        self._chat_template_source(self.path.parent)
+
+    def _resolve_special_tokens(self) -> None:
+        """eod / eot (im_end) / pad / bos ids: ours (<|endoftext|> ...), else the model's (tokenizer_config.json).
+
+        End of document: <|endoftext|> (ours, Qwen), <|end_of_text|> (Llama 3.x), else tokenizer_config's
+        eos_token (Mistral's </s>). End of a chat turn (generation stops there too): <|im_end|> (ours, Qwen),
+        <|eot_id|> (Llama 3.x), else eos_token, else the end of document.
+        """
+        find = self._tok.token_to_id
+        eos = _token_text(self.config.get("eos_token"))
+        eod = next((i for i in map(find, filter(None, (EOD, "<|end_of_text|>", eos, "</s>"))) if i is not None), None)
+        if eod is None:
+            raise TokenizerError(f"{self.path}: no end-of-document token ({EOD}, <|end_of_text|>, </s>, or an "
+                                 f"eos_token in tokenizer_config.json) — fix: retrain with tools/train_tokenizer.py, "
+                                 f"which adds {', '.join(SPECIAL_TOKENS)}, or give the model's tokenizer_config.json")
+        eot = next((i for i in map(find, filter(None, (IM_END, "<|eot_id|>", eos))) if i is not None), eod)
+        pad = next((i for i in map(find, filter(None, (PAD, _token_text(self.config.get("pad_token"))))) if i is not None), eod)
+        im_start = find(IM_START)
+        self.eod, self.pad, self.im_start, self.im_end = eod, pad, im_start if im_start is not None else eod, eot
+        self.eot = eot
+        bos = _token_text(self.config.get("bos_token"))
+        self.bos = find(bos) if bos else None
+
+    def _chat_template_source(self, folder: Path) -> None:
+        """Template mode (myllm_mc.data.template_chat) when the tokenizer carries a template other than ours."""
+        template = self.config.get("chat_template")
+        if isinstance(template, list):      # named templates: [{"name": "default", "template": ...}, ...]
+            template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+        if not template and (folder / "chat_template.jinja").is_file():
+            template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+        self.chat_template = template if template and template != CHAT_TEMPLATE else None
+        self._compiled = None
+        added = self._tok.get_added_tokens_decoder()
+        unk = self._tok.token_to_id(_token_text(self.config.get("unk_token")) or "<unk>")
+        # control ids a message's text must not produce (an unknown character's <unk> is not one)
+        self.special_ids = frozenset(i for i, token in added.items() if token.special and i != unk)
+        self.template_tokens = {k: t for k in ("bos_token", "eos_token", "unk_token", "pad_token")
+                                if (t := _token_text(self.config.get(k))) is not None}
+
+    @property
+    def chat_template_compiled(self):
+        if self._compiled is None:
+            from .template_chat import compile_template
+            self._compiled = compile_template(self.chat_template)
+        return self._compiled
 
     # --- what megatron-core reads -------------------------------------------------------------------------
     @property
     def unique_identifiers(self) -> dict:
         """Keys megatron-core's index caches: a retrained tokenizer must not reuse old sample indices."""
-        return {"class": "myllm_mc.data.tokenizer.Tokenizer", "sha256": self._sha256, "vocab_size": self.vocab_size}
+        ids = {"class": "myllm_mc.data.tokenizer.Tokenizer", "sha256": self._sha256, "vocab_size": self.vocab_size}
+        if self.chat_template:      # an imported model's template: chat data rendered with it differ
+            ids["chat_template"] = hashlib.sha256(self.chat_template.encode("utf-8")).hexdigest()
+        return ids
 
     @property
     def eos(self) -> int:
@@ -133,12 +203,20 @@ class Tokenizer:
         (myllm_mc.data.chat_template, transformers, llama.cpp) does; a token that straddles the newline and
         the reply (a reply starting with spaces) counts as the reply's. Control-token strings inside CONTENT
         stay ordinary text.
+
+        A tokenizer carrying another model's Jinja chat template (an imported Llama 3.x, Mistral, Qwen: its
+        tokenizer_config.json) renders with that template instead (myllm_mc.data.template_chat): the ids
+        transformers' apply_chat_template gives, with the same guarantee that message text stays text.
         """
         return self.encode_chat_batch([messages], add_generation_prompt)[0]
 
     def encode_chat_batch(self, conversations: Sequence[Sequence[dict]], add_generation_prompt: bool = False
                           ) -> List[Tuple[List[int], List[int]]]:
         """`encode_chat` for many conversations with one call into the Rust side (chat preprocessing)."""
+        if self.chat_template:
+            from .template_chat import encode_with_template
+            return [encode_with_template(self, self._validated(conversation), add_generation_prompt)
+                    for conversation in conversations]
         texts, starts = [], []
         for conversation in conversations:
             for n, message in enumerate(conversation):
@@ -163,6 +241,15 @@ class Tokenizer:
                          + [0] * len(newline))
             out.append((ids + generation, mask + [0] * len(generation)))
         return out
+
+    def _validated(self, conversation: Sequence[dict]) -> List[dict]:
+        for n, message in enumerate(conversation):
+            role, content = message.get("role"), message.get("content")
+            if role not in CHAT_ROLES or not isinstance(content, str):
+                raise ValueError(f"message {n}: expected role in {CHAT_ROLES} and string content, got "
+                                 f"role={role!r} — fix: use {{'role': 'user', 'content': '...'}}")
+            self._checked(content, "strict")
+        return [{"role": m["role"], "content": m["content"]} for m in conversation]
 
     def __repr__(self) -> str:
         return f"Tokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"

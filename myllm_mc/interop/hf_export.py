@@ -117,7 +117,8 @@ def export_hf(cfg: Config, checkpoint: str, out: str | Path, dtype: str = "f32",
             ids = {"bos_token_id": tok.token_to_id(info.bos), "eos_token_id": tok.token_to_id(info.eos),
                    "pad_token_id": tok.token_to_id(info.pad) if info.pad else None}
             write_hf_tokenizer(info, tmp, cfg.model.seq_length)
-            stops = list(dict.fromkeys([ids["eos_token_id"]] + ([tok.token_to_id(info.eot)] if info.eot else [])))
+            stops = list(dict.fromkeys([ids["eos_token_id"]] + ([tok.token_to_id(info.eot)] if info.eot else [])
+                                       + [tok.eod]))
             (tmp / "generation_config.json").write_text(json.dumps(
                 {"bos_token_id": ids["bos_token_id"], "eos_token_id": stops, "pad_token_id": ids["pad_token_id"],
                  "do_sample": False}, indent=2) + "\n")

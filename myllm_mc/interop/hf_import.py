@@ -132,7 +132,7 @@ class _tokenizer_subset:
     def __enter__(self) -> Path:
         import tempfile
         self.tmp = tempfile.TemporaryDirectory(prefix="myllm-tokenizer-")
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
             if (self.path / name).is_file():
                 shutil.copyfile(self.path / name, Path(self.tmp.name) / name)
         return Path(self.tmp.name)

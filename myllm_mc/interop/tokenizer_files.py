@@ -30,6 +30,7 @@ class TokenizerInfo:
     pad: Optional[str]
     eot: Optional[str]         # end of a chat turn (generation stops there)
     chat_template: str
+    eod: str = EOD             # end of document (Llama 3.x: <|end_of_text|>, Mistral: </s>)
 
 
 def _token_text(value) -> Optional[str]:
@@ -43,13 +44,12 @@ def read_tokenizer_info(path: str | Path) -> TokenizerInfo:
     from myllm_mc.data.tokenizer import Tokenizer
 
     tok = Tokenizer(path)
-    config_file = tok.path.parent / "tokenizer_config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    eos = _token_text(config.get("eos_token")) or EOD
+    config = tok.config           # tokenizer_config.json beside it ({} without one)
+    eos = _token_text(config.get("eos_token")) or tok.id_to_token(tok.eod)
     pad = _token_text(config.get("pad_token")) or (PAD if tok.token_to_id(PAD) is not None else None)
-    eot = IM_END if tok.token_to_id(IM_END) is not None else None
+    eot = tok.id_to_token(tok.eot) if tok.eot != tok.eod else (IM_END if tok.token_to_id(IM_END) is not None else None)
     return TokenizerInfo(path=tok.path, bos=_token_text(config.get("bos_token")) or eos, eos=eos, pad=pad, eot=eot,
-                         chat_template=config.get("chat_template") or DEFAULT_CHAT_TEMPLATE)
+                         chat_template=tok.chat_template or DEFAULT_CHAT_TEMPLATE, eod=tok.id_to_token(tok.eod))
 
 
 def write_hf_tokenizer(info: TokenizerInfo, out_dir: str | Path, max_length: int) -> None:
