@@ -4,7 +4,8 @@ Why strict: a verifier that forgives ("the last number anywhere in the reply") r
 reply must BE the answer (or the answer inside <answer>…</answer> for tagged tasks), compared exactly after
 whitespace normalisation. A reply is the decoded completion, special tokens kept (`decode(ids,
 skip_special_tokens=False)`): everything from the first <|im_end|> on is not part of the answer, and whether that
-token is there at all is the end-of-turn check.
+token is there at all is the end-of-turn check. An imported model's end of turn (Llama 3.x's <|eot_id|>, Mistral's
+</s>) counts the same (END_OF_TURN_TOKENS).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from myllm_mc.data.tokenizer import IM_END
 
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 END_OF_TURN = IM_END
+# what ends a turn in the decoded reply: ours and Qwen's <|im_end|>, an imported Llama 3.x's <|eot_id|>, Mistral's </s>
+END_OF_TURN_TOKENS = (IM_END, "<|eot_id|>", "</s>")
+_END_OF_DOCUMENT = ("<|endoftext|>", "<|end_of_text|>")
 ANSWER_TYPES = ("int", "text", "label")
 _TAGGED = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWER_CLOSE), re.DOTALL)
 _INT = re.compile(r"[+-]?\d+")
@@ -63,9 +67,9 @@ def task_spec(record: dict) -> TaskSpec:
 
 
 def split_reply(response: str) -> Tuple[str, bool]:
-    """(the reply up to the first <|im_end|>, whether <|im_end|> was there)."""
-    head, found, _ = response.partition(END_OF_TURN)
-    return head, bool(found)
+    """(the reply up to the first end-of-turn token (<|im_end|>; END_OF_TURN_TOKENS), whether one was there)."""
+    cut = min((i for i in (response.find(t) for t in END_OF_TURN_TOKENS) if i >= 0), default=-1)
+    return (response, False) if cut < 0 else (response[:cut], True)
 
 
 def extract_answer(record: dict, response: str) -> Optional[str]:
@@ -109,11 +113,12 @@ def follows_format(record: dict, response: str) -> bool:
 
 
 def ends_turn(response: str) -> bool:
-    """The reply ends with <|im_end|> (trailing whitespace and <|endoftext|> aside), i.e. the model stopped."""
+    """The reply ends with <|im_end|> (or another END_OF_TURN_TOKENS; trailing whitespace and <|endoftext|> aside)
+    and has no other, i.e. the model stopped."""
     text = response.rstrip()
-    while text.endswith("<|endoftext|>"):
-        text = text[: -len("<|endoftext|>")].rstrip()
-    return text.endswith(END_OF_TURN) and text.count(END_OF_TURN) == 1
+    while text.endswith(_END_OF_DOCUMENT):
+        text = text[: -len(next(t for t in _END_OF_DOCUMENT if text.endswith(t)))].rstrip()
+    return text.endswith(END_OF_TURN_TOKENS) and sum(text.count(t) for t in END_OF_TURN_TOKENS) == 1
 
 
 def accuracy_by_task(records: Iterable[dict], responses: Iterable[str]) -> Dict[str, Dict[str, float]]:

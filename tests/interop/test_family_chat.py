@@ -139,3 +139,14 @@ def test_import_hf_with_the_release_tokenizer(style, family, chat_tokenizers, tm
     expected = _greedy_hf(hf, prompt, 12, generator.end_tokens)
     assert completion.token_ids == expected
     assert completion.finish_reason == ("stop" if expected[-1] in generator.end_tokens else "length")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_task_verifier_sees_the_family_end_of_turn(style):
+    """GRPO rewards and `myllm eval` tasks read decoded replies: an imported model's end of turn ends the reply."""
+    from myllm_mc.tasks.verify import ends_turn, is_correct
+
+    eot, eod = ENDS[style]
+    record = {"answer": 12, "answer_type": "int"}
+    assert is_correct(record, f"12{eot}") and ends_turn(f"12{eot}") and ends_turn(f"12{eot}{eod}")
+    assert not ends_turn("12") and not ends_turn(f"1{eot}2{eot}")
