@@ -140,6 +140,17 @@ def test_import_hf_with_the_release_tokenizer(style, family, chat_tokenizers, tm
     assert completion.token_ids == expected
     assert completion.finish_reason == ("stop" if expected[-1] in generator.end_tokens else "length")
 
+    # export back: transformers renders the conversation with the exported files as we do; both ends stop it
+    from transformers import AutoTokenizer
+
+    from myllm_mc.interop.hf_export import export_hf
+    export_hf(cfg, cfg.checkpoint.init_from, tmp_path / "again")
+    conversation = _conversations(style)[2]
+    again = AutoTokenizer.from_pretrained(str(tmp_path / "again"))
+    assert _hf_ids(again, conversation, True) == tok.encode_chat(conversation, add_generation_prompt=True)[0]
+    stops = json.loads((tmp_path / "again" / "generation_config.json").read_text())["eos_token_id"]
+    assert set(stops) == set(generator.end_tokens)
+
 
 @pytest.mark.parametrize("style", STYLES)
 def test_task_verifier_sees_the_family_end_of_turn(style):
