@@ -112,6 +112,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except MyllmError as err:                  # any stage's expected failure: its one line, exit 2
         return fail(f"myllm {stage}", str(err), 2, err)
+    except KeyboardInterrupt:                  # Ctrl-C outside training (which saves and exits 130 itself)
+        print(f"myllm {stage}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

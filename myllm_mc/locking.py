@@ -168,13 +168,16 @@ class NewOutput:
 
     A second writer of the same output is refused while the first holds the lock (LockHeld, one line naming it)
     and refused as "already exists" after it finished, so neither export is lost. `directory=True` accepts an
-    existing empty directory as the output and creates the temporary as a directory. Temporaries of writers that
-    are provably gone (`temporary_is_stale`) are removed while the lock is held."""
+    existing empty directory as the output and creates the temporary as a directory. `replace=True` (a file that a
+    rerun overwrites, `generate --output`): an existing output is replaced in one rename on success and kept as it
+    was on any failure or interrupt. Temporaries of writers that are provably gone (`temporary_is_stale`) are
+    removed while the lock is held."""
 
-    def __init__(self, out, flag: str = "--out", directory: bool = False):
+    def __init__(self, out, flag: str = "--out", directory: bool = False, replace: bool = False):
         self.out = check_output_path(out, flag)
         self.flag = flag
         self.directory = directory
+        self.replace = replace
         self.tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
         self.lock = RunLock(self.out.with_name(self.out.name + ".lock"), f"{flag} {self.out}")
 
@@ -184,9 +187,15 @@ class NewOutput:
             return any(out.iterdir())
         return out.exists() or out.is_symlink()
 
+    def refuse_held(self) -> None:
+        """LockHeld when a live run writes this output now (an early check, before a model loads)."""
+        holder = holder_of(self.lock.path)
+        if self.lock.path.exists() and not is_stale(holder):
+            raise LockHeld(self.lock._held_message(holder))
+
     def refuse_existing(self) -> None:
         """OutputError when the output exists (an early check; `with` checks again under the lock)."""
-        if self._exists():
+        if self._exists() and not self.replace:
             raise OutputError(f"{self.flag} {self.out} already exists — fix: remove it or choose another path")
 
     def __enter__(self) -> "NewOutput":

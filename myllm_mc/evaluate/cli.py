@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 from pathlib import Path
@@ -135,7 +136,25 @@ def _checked(args):
     if args.lm_eval:
         manager, names = checked_tasks(args.lm_eval, args.lm_eval_path)
         lm_eval = LmEvalRun(manager, names, args.lm_eval_limit, args.lm_eval_fewshot)
+    _check_out(args, cfg, resolved)
     return cfg, tokenizer, list(zip(checkpoints, resolved)), source, records, mc, lm_eval
+
+
+def _check_out(args, cfg, resolved) -> None:
+    """--out must not be an input (`--out docs.jsonl --text docs.jsonl` replaced the text by the report) nor lie in
+    a checkpoint."""
+    if not args.out:
+        return
+    out = Path(args.out)
+    inputs = [("--text", args.text), ("--mc", args.mc), ("config", args.config), ("data.tokenizer", cfg.data.tokenizer)]
+    inputs += [("--data", f"{args.data}{ext}") for ext in (".bin", ".idx")] if args.data else []
+    for flag, given in inputs:
+        if given and out.exists() and Path(given).exists() and os.path.samefile(out, given):
+            raise EvalError(f"--out {args.out} is the {flag} file: the report would overwrite it — fix: write the"
+                            " report to another file")
+    for checkpoint in resolved:
+        if out.absolute().resolve().is_relative_to(Path(checkpoint).resolve()):
+            raise EvalError(f"--out {args.out} lies in the checkpoint {checkpoint} — fix: write the report elsewhere")
 
 
 def main(argv) -> int:

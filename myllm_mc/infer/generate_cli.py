@@ -14,6 +14,7 @@ prompt longer than the context exits 2 with one line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ import torch.distributed as dist
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.config.loader import did_you_mean
 from myllm_mc.jsonl import MalformedJsonl, read_jsonl
-from myllm_mc.locking import OutputError, check_output_path
+from myllm_mc.locking import NewOutput, OutputError, check_output_path
 from myllm_mc.parallel.launch import launcher_world_size, relaunch_under_torchrun
 
 from .loader import inference_config, load_generator, load_tokenizer, resolve_checkpoint
@@ -122,8 +123,9 @@ def read_requests(args, tokenizer, max_seq: int) -> list[dict]:
     return requests
 
 
-def check_output(output, inputs) -> None:
-    """--output: not under a file, not a directory, not one of the inputs (it is truncated when the run starts)."""
+def check_output(output, inputs, checkpoint=None) -> None:
+    """--output: not under a file, not a directory, not one of the inputs nor in the checkpoint (it is replaced when
+    the run ends), not being written by another run (`NewOutput`: the lock, refused before the model loads)."""
     if not output:
         return
     path = check_output_path(output, "--output")
@@ -133,11 +135,16 @@ def check_output(output, inputs) -> None:
         if given and path.exists() and Path(given).exists() and os.path.samefile(path, given):
             raise GenerationError(f"--output {output} is the {flag} file: writing would overwrite the input — fix:"
                                   " write the results to another file")
+    if checkpoint and Path(checkpoint).is_dir() and path.absolute().resolve().is_relative_to(Path(checkpoint).resolve()):
+        raise GenerationError(f"--output {output} lies in the checkpoint {checkpoint}: writing would change it — fix:"
+                              " write the results to another directory")
+    NewOutput(path, "--output", replace=True).refuse_held()
 
 
 def _checked_inputs(args, world_size):
     check_output(args.output, [("--prompts", args.prompts)])
     cfg = inference_config(args.config, args.overrides, world_size=world_size)
+    check_output(args.output, [("config", args.config), ("data.tokenizer", cfg.data.tokenizer)], args.checkpoint)
     resolve_checkpoint(args.checkpoint, cfg)
     tokenizer = load_tokenizer(cfg)
     max_seq = args.max_seq_length or cfg.model.seq_length
@@ -183,7 +190,14 @@ def _run(args, cfg, requests) -> int:
 
 
 def _run_jsonl(args, gen, requests, lead: bool) -> None:
-    out = open(args.output, "w") if (lead and args.output) else sys.stdout
+    """--output is written to a temporary of this run and renamed over the path at the end (`NewOutput`): a killed or
+    interrupted run, or a second run on the same file, leaves the previous results whole (it was truncated at start)."""
+    new = NewOutput(args.output, "--output", replace=True) if (lead and args.output) else None
+    with new or contextlib.nullcontext():
+        _write_jsonl(args, gen, requests, lead, open(new.tmp, "w") if new else sys.stdout)
+
+
+def _write_jsonl(args, gen, requests, lead: bool, out) -> None:
     ids = [gen.submit(r["ids"], r["params"]) for r in requests]
     echo = dict(zip(ids, requests))
     finished, written, done = {}, 0, 0          # results are written in input order
