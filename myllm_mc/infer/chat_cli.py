@@ -81,7 +81,8 @@ def main(argv) -> int:
         print(f"myllm chat: {err}", file=sys.stderr)
         return 2
     print(f"loading {args.checkpoint} ...", flush=True)
-    gen = load_generator(cfg, args.checkpoint, max_batch_size=1, max_seq_length=args.max_seq_length, seed=args.seed)
+    gen = load_generator(cfg, args.checkpoint, max_batch_size=1, max_seq_length=args.max_seq_length, seed=args.seed,
+                         speculative=args.speculative)
     tokenizer = gen.tokenizer
     budget = gen.max_seq - min(params.max_new_tokens, gen.max_seq // 2)
     print("chat ready — /reset clears the history, /exit or Ctrl-D quits, Ctrl-C stops a reply", flush=True)
@@ -114,7 +115,8 @@ def main(argv) -> int:
         history.append({"role": "assistant", "content": reply})
         if completion is not None:
             print(f"  [{completion.completion_tokens} tokens · {completion.decode_tokens_per_s:.1f} tok/s ·"
-                  f" first token {completion.time_to_first_token_s * 1e3:.0f} ms · context {len(ids)}/{gen.max_seq}]")
+                  f" first token {completion.time_to_first_token_s * 1e3:.0f} ms · context {len(ids)}/{gen.max_seq}"
+                  f" · {completion.cached_tokens} cached]")
     # megatron-core: see generator.py
     from myllm_mc.parallel.state import destroy
     destroy()

@@ -47,7 +47,10 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (1 = off)")
     parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
     parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable); cut from the text")
-    parser.add_argument("--max-seq-length", type=int, default=None, help="KV cache length (default model.seq_length)")
+    parser.add_argument("--max-seq-length", type=int, default=None,
+                        help="longest sequence (default model.seq_length); the KV cache is sized to the requests")
+    parser.add_argument("--speculative", type=int, default=0, metavar="K",
+                        help="speculative decoding of a lone request: K prompt-lookup draft tokens per step (0 = off)")
 
 
 def sampling_from(args, line: dict | None = None) -> SamplingParams:
@@ -169,7 +172,8 @@ def _run(args, cfg, requests) -> int:
     # megatron-core with the model, after the inputs are checked (see generator.py)
     from myllm_mc.parallel.state import destroy
 
-    gen = load_generator(cfg, args.checkpoint, max_batch_size=args.batch_size, max_seq_length=args.max_seq_length)
+    gen = load_generator(cfg, args.checkpoint, max_batch_size=args.batch_size, max_seq_length=args.max_seq_length,
+                         speculative=args.speculative)
     lead = dist.get_rank() == 0
     try:
         if args.prompt is not None:

@@ -78,7 +78,7 @@ PREFIX_CACHE_MIB = 256      # the prefix cache of a generator on frozen weights 
 
 def load_generator(cfg, checkpoint, max_batch_size: int = 8, max_seq_length: Optional[int] = None,
                    seed: Optional[int] = None, tokenizer_path=None, prefix_cache_mib: float = PREFIX_CACHE_MIB,
-                   forward: str = "auto"):
+                   forward: str = "auto", speculative: int = 0):
     """Initialise the process group for cfg's layout, load the model and the tokenizer, return a Generator
     (the weights are frozen, so its prefix cache is on)."""
     from myllm_mc.parallel.state import init_distributed
@@ -91,4 +91,4 @@ def load_generator(cfg, checkpoint, max_batch_size: int = 8, max_seq_length: Opt
         raise GenerationError(f"tokenizer has {tokenizer.vocab_size} entries but the model {cfg.model.vocab_size}"
                               " — fix: use the tokenizer the model was trained with (data.tokenizer)")
     return Generator(model, tokenizer, cfg.model, max_batch_size=max_batch_size, max_seq_length=max_seq_length,
-                     seed=seed, forward=forward, prefix_cache_mib=prefix_cache_mib)
+                     seed=seed, forward=forward, prefix_cache_mib=prefix_cache_mib, speculative=speculative)

@@ -53,6 +53,9 @@ class RunNumbers:
     bandwidth_bytes_per_s: float
     bandwidth_source: str
     decode_bound_tokens_per_s: float    # at this run's mean batch and mean context
+    prefix_reused_tokens: int = 0       # prompt tokens served by the prefix cache
+    drafted_tokens: int = 0             # speculative decoding
+    acceptance_rate: float = 0.0
 
     @property
     def bound_ratio(self) -> float:
@@ -64,7 +67,11 @@ class RunNumbers:
                 f" {self.kv_dtype} allocated (planner {_mib(self.kv_bytes_planned)})"
                 f" · decode bound {self.decode_bound_tokens_per_s:,.1f} tok/s"
                 f" ({self.bandwidth_source} {self.bandwidth_bytes_per_s / 1e9:,.1f} GB/s;"
-                f" {100 * self.bound_ratio:.0f}% of it)")
+                f" {100 * self.bound_ratio:.0f}% of it)"
+                + (f" · prefix cache {self.prefix_reused_tokens:,} prompt tokens reused" if self.prefix_reused_tokens
+                   else "")
+                + (f" · speculative {100 * self.acceptance_rate:.0f}% of {self.drafted_tokens:,} drafts accepted"
+                   if self.drafted_tokens else ""))
 
 
 def _mib(n: int) -> str:
@@ -92,4 +99,5 @@ def run_numbers(gen, bandwidth: float, source: str) -> RunNumbers:
                               stats.decode_tokens / steps)
     ttft = sum(stats.first_token_s) / len(stats.first_token_s) if stats.first_token_s else 0.0
     return RunNumbers(stats.prefill_tokens_per_s, stats.decode_tokens_per_s, ttft, stats.kv_peak_bytes, planned,
-                      str(dtype).replace("torch.", ""), bandwidth, source, bound if stats.decode_steps else 0.0)
+                      str(dtype).replace("torch.", ""), bandwidth, source, bound if stats.decode_steps else 0.0,
+                      stats.prefix_reused_tokens, stats.drafted_tokens, stats.acceptance_rate)

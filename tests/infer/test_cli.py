@@ -49,8 +49,11 @@ def test_generate_jsonl_in_jsonl_out_with_the_numbers_line(trained, generator, c
     assert rows[1]["completion_tokens"] <= 5 and rows[2]["completion_tokens"] <= 4
     assert all(r["tokens_per_s"] >= 0 and r["finish_reason"] in ("stop", "length") for r in rows)
     last = done.stderr.strip().splitlines()[-1]
-    assert re.search(r"prefill [\d,]+ tok/s · decode [\d.,]+ tok/s · first token [\d,]+ ms · KV cache 1\.00 MiB"
-                     r" float32 allocated \(planner 1\.00 MiB\) · decode bound [\d.,]+ tok/s \(measured CPU copy", last), last
+    found = re.search(r"prefill [\d,]+ tok/s · decode [\d.,]+ tok/s · first token [\d,]+ ms · KV cache ([\d.]+) MiB"
+                      r" float32 allocated \(planner ([\d.]+) MiB\) · decode bound [\d.,]+ tok/s \(measured CPU copy", last)
+    assert found, last
+    # sized to the three requests (3 rows, one 64-slot block), not to 8 rows × the 128-token context (1.00 MiB)
+    assert found.group(1) == found.group(2) == "0.19", last
 
 
 @pytest.mark.parametrize("args, words", [
@@ -84,8 +87,9 @@ def test_chat_in_a_terminal_two_turns_reset_and_ctrl_c(trained):
         for message in ["Hello there.", "What is a story?"]:
             child.expect_exact("you> ")
             child.sendline(message)
-            child.expect(r"\[40 tokens · [\d.]+ tok/s · first token \d+ ms · context (\d+)/512\]")
+            child.expect(r"\[40 tokens · [\d.]+ tok/s · first token \d+ ms · context (\d+)/512 · (\d+) cached\]")
             contexts.append(int(child.match.group(1)))
+            assert int(child.match.group(2)) < contexts[-1]      # prefix-cache hits, always leaving one token
         assert contexts[1] > contexts[0] + 20          # the second prompt carries the first turn (40-token reply)
         child.expect_exact("you> ")
         child.sendline("/reset")
@@ -98,7 +102,7 @@ def test_chat_in_a_terminal_two_turns_reset_and_ctrl_c(trained):
         child.expect_exact(" [stopped]")
         child.expect_exact("you> ")
         child.sendline("Hello there.")                  # history after reset + stopped turn: still alive
-        child.expect(r"context (\d+)/512\]")
+        child.expect(r"context (\d+)/512 · \d+ cached\]")
         assert int(child.match.group(1)) > contexts[0]
         child.expect_exact("you> ")
         child.sendline("/exit")
