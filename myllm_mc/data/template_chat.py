@@ -66,8 +66,14 @@ def compile_template(source: str):
 
 
 def render(template, messages: Sequence[dict], add_generation_prompt: bool, special: dict) -> str:
-    return template.render(messages=[dict(m) for m in messages], tools=None, documents=None,
-                           add_generation_prompt=add_generation_prompt, **special)
+    try:
+        return template.render(messages=[dict(m) for m in messages], tools=None, documents=None,
+                               add_generation_prompt=add_generation_prompt, **special)
+    except ChatTemplateError:
+        raise
+    except Exception as err:     # jinja2's UndefinedError, a TypeError inside the template ...
+        raise ChatTemplateError(f"the model's chat template failed on this conversation ({type(err).__name__}: "
+                                f"{err}) — fix: give conversations in the form this model's template accepts") from None
 
 
 def message_spans(template, messages: Sequence[dict], add_generation_prompt: bool, special: dict

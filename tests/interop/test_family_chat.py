@@ -162,3 +162,27 @@ def test_task_verifier_sees_the_family_end_of_turn(style):
     assert is_correct(record, f"12{eot}") and ends_turn(f"12{eot}")
     assert ends_turn(f"12{eot}{eod}") == (eot != eod)     # Mistral: </s> twice is two ends of turn
     assert not ends_turn("12") and not ends_turn(f"1{eot}2{eot}")
+
+
+@pytest.mark.parametrize("style", ["llama3", "mistral"])
+def test_every_rendering_path_uses_the_template(style, chat_tokenizers):
+    """The server, GRPO/eval prompts, DPO pairs and chat preprocessing all render through the model's template."""
+    from transformers import AutoTokenizer
+
+    from myllm_mc.data.chat import encode_conversation, encode_preference, encode_prompt
+    from myllm_mc.data.tokenizer import Tokenizer
+    from myllm_mc.serve.app import chat_prompt_ids
+
+    tok, hf = Tokenizer(chat_tokenizers[style]), AutoTokenizer.from_pretrained(str(chat_tokenizers[style]))
+    messages = [{"role": "user", "content": "What is 7 + 5?"}]
+    expected = _hf_ids(hf, messages, True)
+    assert chat_prompt_ids(tok, messages) == encode_prompt(tok, {"messages": messages}) == expected
+    pair = encode_preference(tok, {"prompt": "What is 7 + 5?", "chosen": "12", "rejected": "13"})
+    assert pair["chosen"][0] == _hf_ids(hf, messages + [{"role": "assistant", "content": "12"}], False)
+    conversation = messages + [{"role": "assistant", "content": "12"}]
+    ids, mask = encode_conversation(tok, conversation)
+    assert (ids[-1], mask[-1]) == (tok.eod, 0)                     # what preprocessing stores: + end of document
+    assert ids[:-1] == tok.encode_chat_batch([conversation])[0][0] == _hf_ids(hf, conversation, False)
+    if style == "mistral":       # the template's own refusal: a ValueError, which the server answers with a 400
+        with pytest.raises(ValueError, match="chat template refuses"):
+            chat_prompt_ids(tok, [{"role": "assistant", "content": "first"}])
