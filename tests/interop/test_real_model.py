@@ -80,6 +80,21 @@ def test_real_gguf_greedy_and_perplexity_equal_transformers(smollm, transformers
     assert abs(math.exp(ours) / math.exp(theirs) - 1) < 1e-3, (math.exp(ours), math.exp(theirs))
 
 
+def test_real_chat_template_renders_as_transformers(smollm, transformers_model):
+    """The import keeps SmolLM2's own template (ChatML with a default system prompt); encode_chat renders with it
+    (myllm_mc.data.template_chat) and gives transformers' apply_chat_template ids (#25)."""
+    _, tok, _ = smollm
+    _, hf_tok = transformers_model
+    assert tok.chat_template and "SmolLM" in tok.chat_template
+    for messages in ([{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
+                     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello."}]):
+        for generation in (True, False):
+            expected = hf_tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation)
+            expected = list(expected["input_ids"] if hasattr(expected, "keys") else expected)
+            assert tok.encode_chat(messages, add_generation_prompt=generation)[0] == expected
+
+
 def test_real_gguf_tokenizer_matches_transformers_and_llama_cpp(smollm, transformers_model):
     _, tok, _ = smollm
     _, hf_tok = transformers_model
