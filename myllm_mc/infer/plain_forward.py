@@ -26,6 +26,13 @@ def _core(model):
     return getattr(model, "module", model)      # Float16Module wraps the GPTModel
 
 
+def _changed(module) -> bool:
+    """Whether something was attached to a linear layer after it was built (LoRA's `lora` child and patched forward,
+    forward hooks): reading its weight alone would drop that, so megatron's forward must run it."""
+    patched = {"forward", "_forward_impl"} & set(vars(module))
+    return bool(patched or module._forward_hooks or module._forward_pre_hooks or any(True for _ in module.children()))
+
+
 def unsupported(model) -> Optional[str]:
     """None when `PlainForward` reproduces this model's forward, else the reason it does not."""
     from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
@@ -60,6 +67,9 @@ def unsupported(model) -> Optional[str]:
         if not isinstance(layer.mlp, MLP) or type(layer.mlp.linear_fc1) is not ColumnParallelLinear \
                 or type(sa.linear_qkv) is not ColumnParallelLinear or type(sa.linear_proj) is not RowParallelLinear:
             return "Transformer Engine or MoE modules"
+        for linear in (sa.linear_qkv, sa.linear_proj, layer.mlp.linear_fc1, layer.mlp.linear_fc2):
+            if _changed(linear):
+                return "a linear layer whose forward was changed (LoRA adapters, hooks)"
         for norm in (layer.input_layernorm, layer.pre_mlp_layernorm):
             if type(norm) is not RMSNorm:
                 return "a norm other than RMSNorm"
