@@ -28,8 +28,8 @@ import json
 import re
 from typing import List, Sequence, Tuple
 
-_MARK = "\ue000myllm-message-{}\ue001"
-_MARK_SPLIT = re.compile("\ue000myllm-message-(\\d+)\ue001")
+_MARK = "\ue000myllm-message-{}-{}\ue001"
+_MARK_SPLIT = re.compile("\ue000myllm-message-(\\d+)-(\\d+)\ue001")
 
 
 class ChatTemplateError(ValueError):
@@ -76,27 +76,46 @@ def render(template, messages: Sequence[dict], add_generation_prompt: bool, spec
                                 f"{err}) — fix: give conversations in the form this model's template accepts") from None
 
 
-def message_spans(template, messages: Sequence[dict], add_generation_prompt: bool, special: dict
-                  ) -> Tuple[str, List[Tuple[int, int, int]]]:
-    """(rendered text, [(start, end, message index)]): where each message's text lies in the rendering."""
+def _pieces(content: str, tags: Sequence[str]) -> List[str]:
+    """content split at the tokenizer's non-special added tokens (Qwen3's <think> </think>): [text, tag, text ...]."""
+    if not tags:
+        return [content]
+    return re.split("(" + "|".join(map(re.escape, sorted(tags, key=len, reverse=True))) + ")", content)
+
+
+def _candidates(piece: str):
+    return dict.fromkeys((piece, piece.strip(), piece.lstrip("\n"), piece.rstrip("\n"), piece.strip("\n"),
+                          piece.lstrip(), piece.rstrip()))
+
+
+def message_spans(template, messages: Sequence[dict], add_generation_prompt: bool, special: dict,
+                  tags: Sequence[str] = ()) -> Tuple[str, List[Tuple[int, int, int]]]:
+    """(rendered text, [(start, end, message index)]): where each message's text lies in the rendering.
+
+    `tags`: non-special added tokens (Qwen3's <think>, </think>), kept as they are in the marked messages so that a
+    template that splits a message at them (Qwen3 moves the reasoning before the reply, or drops it from earlier
+    turns) takes the same branch; the text around them is marked piece by piece. They encode as the same ids
+    whether special-token matching is on or off, so keeping them is no injection.
+    """
     text = render(template, messages, add_generation_prompt, special)
-    marked = render(template, [{**m, "content": _MARK.format(n)} for n, m in enumerate(messages)],
-                    add_generation_prompt, special)
+    split = [_pieces(m["content"], tags) for m in messages]
+    marked = render(template, [{**m, "content": "".join(piece if k % 2 else _MARK.format(n, k)
+                                                        for k, piece in enumerate(split[n]))}
+                               for n, m in enumerate(messages)], add_generation_prompt, special)
     parts = _MARK_SPLIT.split(marked)
     spans, pos = [], len(parts[0])
     ok = text.startswith(parts[0])
-    for k in range(1, len(parts), 2):
+    for k in range(1, len(parts), 3):
         if not ok:
             break
-        n, literal = int(parts[k]), parts[k + 1]
-        content = messages[n]["content"]
-        last = k + 2 >= len(parts)
-        for candidate in dict.fromkeys((content, content.strip(), content.lstrip("\n"), content.lstrip(),
-                                        content.rstrip())):
+        n, literal = int(parts[k]), parts[k + 2]
+        last = k + 3 >= len(parts)
+        for candidate in _candidates(split[n][int(parts[k + 1])]):
             end = pos + len(candidate)
             if text.startswith(candidate, pos) and text.startswith(literal, end) and (
                     not last or end + len(literal) == len(text)):
-                spans.append((pos, end, n))
+                if end > pos:
+                    spans.append((pos, end, n))
                 pos = end + len(literal)
                 break
         else:
@@ -112,7 +131,7 @@ def encode_with_template(tokenizer, messages: Sequence[dict], add_generation_pro
                          ) -> Tuple[List[int], List[int]]:
     """(ids, loss mask) for one validated conversation; `tokenizer` is a myllm Tokenizer in template mode."""
     text, spans = message_spans(tokenizer.chat_template_compiled, messages, add_generation_prompt,
-                                tokenizer.template_tokens)
+                                tokenizer.template_tokens, tokenizer.template_tags)
     special = tokenizer.special_ids
     encoding = tokenizer._with_special.encode(text, add_special_tokens=False)
     ids, offsets = list(encoding.ids), list(encoding.offsets)

@@ -126,6 +126,7 @@ class Tokenizer:
         unk = self._tok.token_to_id(_token_text(self.config.get("unk_token")) or "<unk>")
         # control ids a message's text must not produce (an unknown character's <unk> is not one)
         self.special_ids = frozenset(i for i, token in added.items() if token.special and i != unk)
+        self.template_tags = tuple(t.content for t in added.values() if not t.special)   # Qwen3's <think> ...
         self.template_tokens = {k: t for k in ("bos_token", "eos_token", "unk_token", "pad_token")
                                 if (t := _token_text(self.config.get(k))) is not None}
 
