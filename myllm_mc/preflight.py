@@ -20,7 +20,7 @@ from myllm_mc.checkpoint.errors import CheckpointError
 from myllm_mc.config import Config, ConfigError, dump, load
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.data.datasets import parse_blend
-from myllm_mc.data.index_file import read_index, split_sizes
+from myllm_mc.data.index_file import read_index, split_sizes, tokenizer_problem
 from myllm_mc.data.readers import InputError
 from myllm_mc.data.tokenizer import Tokenizer, TokenizerError
 from myllm_mc.tasks.selection import eval_task_names
@@ -64,15 +64,21 @@ def check_tokenizer(cfg: Config):
     return tokenizer
 
 
-def check_data(cfg: Config) -> List[Tuple[str, int]]:
-    """(prefix, tokens) of every data.blend entry; raises ConfigError when one is missing or unreadable."""
+def check_data(cfg: Config, tokenizer=None) -> List[Tuple[str, int]]:
+    """(prefix, tokens) of every data.blend entry; raises ConfigError when one is missing or unreadable, or (with
+    `tokenizer`) was tokenized by another tokenizer (`index_file.tokenizer_problem`)."""
     if cfg.data.loader != "megatron":
         return []
     try:
         prefixes, _ = parse_blend(cfg.data.blend)
     except InputError as err:
         raise ConfigError(str(err)) from None
-    return [(prefix, dataset_tokens(prefix, cfg.data.split)) for prefix in prefixes]
+    sizes = [(prefix, dataset_tokens(prefix, cfg.data.split)) for prefix in prefixes]
+    for prefix in prefixes if tokenizer is not None else ():
+        problem = tokenizer_problem(prefix, tokenizer)
+        if problem:
+            raise ConfigError(f"data.blend: {problem}")
+    return sizes
 
 
 def epochs_warning(cfg: Config, sizes: List[Tuple[str, int]]) -> str | None:
@@ -128,10 +134,10 @@ def check_checkpoint(cfg: Config) -> None:
 def check_inputs(cfg: Config, warn=None) -> None:
     """Tokenizer, data and checkpoint of a run that is about to start; warnings (many epochs) go to `warn`."""
     warn = warn or (lambda message: print(message, file=sys.stderr, flush=True))
-    check_tokenizer(cfg)
+    tokenizer = check_tokenizer(cfg)
     check_checkpoint(cfg)
     eval_task_names(cfg)
-    message = epochs_warning(cfg, check_data(cfg))
+    message = epochs_warning(cfg, check_data(cfg, tokenizer))
     if message:
         warn(message)
 

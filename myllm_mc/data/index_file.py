@@ -12,10 +12,11 @@ int64 document indices × documents (and int8 modes × sequences for multimodal 
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 from .readers import InputError
 
@@ -82,3 +83,43 @@ def split_sizes(count: int, split: str) -> Tuple[int, int, int]:
         cumulative += weight / total
         ends.append(int(round(cumulative * count)))
     return tuple(b - a for a, b in zip(ends[:-1], ends[1:]))
+
+
+DTYPE_NAMES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float64", 7: "float32", 8: "uint16"}
+SCAN_BYTES = 256 * 2 ** 20      # an unrecorded dataset: ids past the vocabulary looked for in this much of its .bin
+
+
+def tokenizer_record_path(prefix: str) -> str:
+    """`PREFIX.tokenizer.json`: the SHA-256 and size of the tokenizer preprocessing used (written with the pair)."""
+    return f"{prefix}.tokenizer.json"
+
+
+def tokenizer_problem(prefix: str, tokenizer) -> Optional[str]:
+    """Why `prefix` cannot be read with `tokenizer`, or None. Its ids mean other strings when another tokenizer made
+    it: training and eval ran on it without a word (a bigger one's ids past the embedding were an IndexError on CPU,
+    a device assert on GPU and masked to zero under tensor parallelism). Recorded datasets compare the SHA-256;
+    older ones are scanned (first SCAN_BYTES) for ids the tokenizer does not have."""
+    ids = tokenizer.unique_identifiers
+    redo = (f"fix: preprocess it again with {tokenizer.path}, or set data.tokenizer to the tokenizer it was made"
+            " with")
+    try:
+        with open(tokenizer_record_path(prefix)) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        record = None
+    if record:
+        if record.get("sha256") == ids["sha256"]:
+            return None
+        return (f"{prefix} was tokenized with another tokenizer ({str(record.get('sha256'))[:12]}, "
+                f"{record.get('vocab_size', 0):,} entries), not {tokenizer.path} ({ids['sha256'][:12]}) — {redo}")
+    import numpy as np
+
+    with open(f"{prefix}.idx", "rb") as f:
+        code = f.read(HEADER_BYTES)[17]
+    dtype = np.dtype(DTYPE_NAMES.get(code, "int32"))
+    tokens = np.fromfile(f"{prefix}.bin", dtype=dtype, count=SCAN_BYTES // dtype.itemsize)
+    top = int(tokens.max()) if tokens.size else -1
+    if top >= ids["vocab_size"]:
+        return (f"{prefix}.bin holds token id {top:,} but {tokenizer.path} has {ids['vocab_size']:,} entries (another"
+                f" tokenizer's data) — {redo}")
+    return None

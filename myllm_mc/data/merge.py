@@ -6,10 +6,12 @@ and the MPI mode of preprocessing must produce exactly what one process would ha
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import List, Sequence
 
+from .index_file import tokenizer_record_path
 from .indexed_output import AtomicIndexedWriter, pair_paths
 from .readers import InputError
 
@@ -49,7 +51,10 @@ def merge_datasets(prefixes: Sequence[str], output_prefix: str) -> AtomicIndexed
         raise InputError(f"token types differ ({listing}) — fix: preprocess all inputs with the same tokenizer")
     if output_prefix in prefixes:
         raise InputError(f"--output-prefix {output_prefix} is also an input — fix: choose another output prefix")
-    writer = AtomicIndexedWriter(output_prefix, next(iter(dtypes.values())))
+    records = {Path(tokenizer_record_path(p)).read_text() if Path(tokenizer_record_path(p)).is_file() else ""
+               for p in prefixes}
+    same = json.loads(records.pop()) if len(records) == 1 and "" not in records else None   # one tokenizer: kept
+    writer = AtomicIndexedWriter(output_prefix, next(iter(dtypes.values())), same)
     try:
         for prefix in prefixes:
             writer.add_index(prefix)

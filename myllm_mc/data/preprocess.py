@@ -198,7 +198,7 @@ def preprocess(files: Sequence[Path], output_prefix: str, tokenizer_path: str, k
         # imports megatron-core (→ torch) left torch half-initialised ("cannot import name 'set_module' from
         # partially initialized module 'torch.utils'") on .tar inputs.
         writers = {k: AtomicIndexedWriter(output_prefix_for(output_prefix, k), np.uint8 if chat and k == "loss_mask"
-                                          else dtype) for k in outputs_keys}
+                                          else dtype, tokenizer.unique_identifiers) for k in outputs_keys}
         batches = _bounded((b for path in files for b in raw_batches(Path(path), keys, max_records=batch_records)),
                            in_flight, stop_reading)
         with Throughput("preprocess", progress) as meter:

@@ -17,6 +17,7 @@ from myllm_mc.config import load
 from myllm_mc.errors import describe_os_error, fail
 from myllm_mc.locking import LockHeld
 
+from .index_file import tokenizer_record_path
 from .indexed_output import pair_paths, smallest_dtype
 from .merge import merge_datasets
 from .preprocess import Interrupted, make_pool, output_keys, output_prefix_for, preprocess
@@ -144,6 +145,7 @@ def _merge_shards(args, results, size: int, prog: str) -> int:
             for shard in shards:
                 for path in pair_paths(shard):
                     os.remove(path)
+                Path(tokenizer_record_path(shard)).unlink(missing_ok=True)
     documents = sum(r.documents for r in results)
     tokens = sum(r.tokens for r in results)
     seconds = max(r.seconds for r in results)

@@ -77,9 +77,11 @@ def text_source(path: str, tokenizer, max_documents: Optional[int] = None) -> Te
     return TextSource(f"text:{path}", stream, sum(len(d.encode("utf-8")) for d in docs), len(docs))
 
 
-def _indexed(prefix: str):
+def _indexed(prefix: str, tokenizer=None):
     # megatron-core on use: `myllm eval` checks its inputs before it loads (see infer/generator.py)
     from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    from myllm_mc.data.index_file import tokenizer_problem
 
     prefix = prefix.removesuffix(".bin").removesuffix(".idx")
     missing = [f"{prefix}{ext}" for ext in (".bin", ".idx") if not os.path.isfile(f"{prefix}{ext}")]
@@ -87,6 +89,9 @@ def _indexed(prefix: str):
         raise EvalError(f"{' and '.join(missing)} not found — fix: pass the --output-prefix of"
                         " tools/preprocess_data.py"
                         " plus _text_document (e.g. runs/data/corpus_text_document)")
+    problem = tokenizer_problem(prefix, tokenizer) if tokenizer is not None else None
+    if problem:                    # its ids mean other strings: a perplexity of another text
+        raise EvalError(problem)
     return prefix, IndexedDataset(prefix)
 
 
@@ -108,7 +113,7 @@ def _stream_of(datasets_and_ranges, tokenizer, name: str, max_documents: Optiona
 
 
 def data_source(prefix: str, tokenizer, max_documents: Optional[int] = None) -> TextSource:
-    prefix, dataset = _indexed(prefix)
+    prefix, dataset = _indexed(prefix, tokenizer)
     return _stream_of([(dataset, 0, len(dataset))], tokenizer, f"data:{prefix}", max_documents)
 
 
@@ -128,7 +133,7 @@ def valid_source(cfg, tokenizer, max_documents: Optional[int] = None) -> TextSou
     bookends = np.cumsum([0.0] + list(weights))
     ranges = []
     for prefix in prefixes:
-        _, dataset = _indexed(prefix)
+        _, dataset = _indexed(prefix, tokenizer)
         n = len(dataset)
         ranges.append((dataset, int(round(bookends[1] * n)), int(round(bookends[2] * n))))
     return _stream_of(ranges, tokenizer, f"valid:{','.join(prefixes)}", max_documents)
