@@ -44,7 +44,7 @@ from .plain_forward import PlainForward, unsupported
 from .prefix_cache import PrefixCache, reusable
 from .requests import Completion, RequestState, StreamEvent
 from .sampling import GenerationError, SamplingParams, sample_rows
-from .speculative import Drafter, accept, prompt_lookup
+from .speculative import Drafter, accept, backoff, prompt_lookup
 
 
 @dataclass
@@ -261,6 +261,9 @@ class Generator:
     def _speculate(self, state: RequestState) -> Optional[List[StreamEvent]]:
         """One step for a lone request: its last token and up to k drafts in one forward, then the accepted ones
         (None when the drafter has no guess: a plain step follows)."""
+        if state.draft_wait > 0:
+            state.draft_wait -= 1
+            return None
         room = min(self.speculative, state.max_new_tokens - len(state.token_ids) - 1,
                    self.cache.capacity[1] - self.cache.offset - 1)
         draft = self.drafter(state.prompt_ids + state.token_ids, room)[:room] if room > 0 else []
@@ -272,6 +275,8 @@ class Generator:
         logits = self._forward(self.cache, tokens, positions, last_only=False)
         picked, logprobs = accept(logits[0, :, :self.vocab_size], draft, state.params, state.generator)
         self.cache.offset = offset + len(picked)          # the K/V of rejected drafts lie beyond, unread
+        state.draft_misses = state.draft_misses + 1 if len(picked) == 1 else 0
+        state.draft_wait = backoff(state.draft_misses)
         event = state.extend(picked, logprobs, self.tokenizer)
         self.stats.drafted_tokens += len(draft)
         self.stats.accepted_tokens += len(picked) - 1

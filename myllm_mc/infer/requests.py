@@ -64,6 +64,8 @@ class RequestState:
     finish_reason: Optional[str] = None
     max_new_tokens: int = 0             # params.max_new_tokens clamped to the context
     cached_tokens: int = 0              # prompt tokens taken from the prefix cache at admission
+    draft_misses: int = 0               # speculative decoding: consecutive steps that accepted no draft
+    draft_wait: int = 0                 # ... and plain steps left before the next draft
 
     @property
     def finished(self) -> bool:

@@ -5,7 +5,9 @@ and costs little more on a bandwidth-bound device, so every accepted guess is a 
 drafter needs no second model: it finds the latest earlier occurrence of the last n tokens (n = 3, 2, 1) in the
 prompt and the text so far and proposes the k tokens that followed it (prompt lookup / n-gram drafting; it pays
 off where the output repeats its context: code edits, extraction, quoting, chat over a document, and the loops
-of small models). No draft model of our tokenizer exists here, so a model drafter is not built.
+of small models). No draft model of our tokenizer exists here, so a model drafter is not built. Where guesses
+keep failing (open-ended text), a wider forward is wasted, so after a step that accepted nothing the request
+drafts again only after 1, 2, 4 ... 16 plain steps (`backoff`).
 
 Verification (`accept`) keeps the target model's distribution exactly. Greedy: drafts are accepted while each
 equals the argmax at its position, then the argmax after the last accepted one is added, so the output is the
@@ -26,10 +28,12 @@ from .sampling import SamplingParams, filtered_logits
 Drafter = Callable[[Sequence[int], int], List[int]]
 
 
-def prompt_lookup(ids: Sequence[int], k: int, max_ngram: int = 3) -> List[int]:
-    """Up to k tokens that followed the latest earlier occurrence of the longest matching tail of `ids`."""
+def prompt_lookup(ids: Sequence[int], k: int, max_ngram: int = 3, min_ngram: int = 2) -> List[int]:
+    """Up to k tokens that followed the latest earlier occurrence of the longest matching tail of `ids` (a tail of
+    at least `min_ngram` tokens: a single repeated token predicts little and a rejected draft costs a wider
+    forward)."""
     n_ids = len(ids)
-    for n in range(min(max_ngram, n_ids - 1), 0, -1):
+    for n in range(min(max_ngram, n_ids - 1), min_ngram - 1, -1):
         tail = list(ids[n_ids - n:])
         for start in range(n_ids - n - 1, -1, -1):
             if list(ids[start:start + n]) == tail:
@@ -66,3 +70,9 @@ def accept(logits: torch.Tensor, draft: Sequence[int], params: SamplingParams,
         if token != guess:
             break
     return tokens, [float(log_probs[i, t]) for i, t in enumerate(tokens)]
+
+
+def backoff(misses: int) -> int:
+    """Plain steps to take before drafting again after `misses` consecutive steps that accepted no draft."""
+    return min(2 ** (misses - 1), 16) if misses else 0
+

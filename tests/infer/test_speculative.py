@@ -19,13 +19,15 @@ def _speculative(generator, **kwargs):
 
 def test_prompt_lookup_proposes_what_followed_the_latest_match():
     assert prompt_lookup([1, 2, 3, 9, 1, 2, 3, 7, 5, 1, 2, 3], 2) == [7, 5]      # the latest 3-gram match
-    assert prompt_lookup([4, 5, 6, 5], 3) == [6, 5]                               # 1-gram, up to the end
+    assert prompt_lookup([4, 5, 6, 5], 3) == []                                   # a 1-gram predicts little
+    assert prompt_lookup([4, 5, 6, 5], 3, min_ngram=1) == [6, 5]                  # ... up to the end
     assert prompt_lookup([1, 2, 3], 4) == []
 
 
 def test_greedy_speculative_equals_plain_decoding_over_64_tokens(generator, corpus_prompts):
     plain = _speculative(generator).generate(corpus_prompts, GREEDY)   # a batch: no speculation, the reference
-    lookup = _speculative(generator, speculative=4)
+    # 1-gram lookups: the random test model rarely repeats two tokens in a row
+    lookup = _speculative(generator, speculative=4, drafter=lambda ids, k: prompt_lookup(ids, k, min_ngram=1))
     for prompt, expected in zip(corpus_prompts, plain):
         done = lookup.generate([prompt], GREEDY)[0]
         assert done.token_ids == expected.token_ids and done.completion_tokens == 64
@@ -73,9 +75,10 @@ def test_sampled_speculative_tokens_follow_the_target_distribution():
 
 
 def test_sampled_speculative_generation_is_seeded_and_reports_logprobs(generator, corpus_prompts):
-    lookup = _speculative(generator, speculative=4)
+    lookup = _speculative(generator, speculative=4, drafter=lambda ids, k: prompt_lookup(ids, k, min_ngram=1))
     params = SamplingParams(temperature=0.8, seed=3, max_new_tokens=32, ignore_eos=True, logprobs=True)
     first = lookup.generate([corpus_prompts[1]], params)[0]
     again = lookup.generate([corpus_prompts[1]], params)[0]
     assert first.token_ids == again.token_ids and len(first.logprobs) == first.completion_tokens == 32
+    assert lookup.stats.drafted_tokens > 0
     assert all(lp <= 0 for lp in first.logprobs)
