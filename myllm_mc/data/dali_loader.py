@@ -37,7 +37,7 @@ class DaliTokenLoader:
 
     def __init__(self, dataset, batch_sampler, device_id: int | None = None, prefetch: int = 2, num_threads: int = 2):
         fn, pipeline_def, types, DALIGenericIterator, LastBatchPolicy = _import_dali()
-        import torch    # not at the top: data.datasets imports this module, and preflight imports that torch-free
+        import torch  # not at the top: data.datasets imports this module, and preflight imports that torch-free
 
         self.batches = list(batch_sampler)
         self.dataset = dataset

@@ -38,7 +38,7 @@ def find_prefixes(inputs: Sequence[str]) -> List[str]:
 
 
 def dataset_dtype(prefix: str):
-    from megatron.core.datasets.indexed_dataset import IndexedDataset   # on use: preprocess_cli imports this module
+    from megatron.core.datasets.indexed_dataset import IndexedDataset  # on use: preprocess_cli imports this module
 
     return IndexedDataset(prefix).index.dtype
 

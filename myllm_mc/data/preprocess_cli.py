@@ -103,7 +103,7 @@ def _run_mpi(args, files: List[Path], tokenizer: str, prog: str) -> int:
     dtype = smallest_dtype(Tokenizer(tokenizer).vocab_size)
     pool = (make_pool(tokenizer, args.json_keys, args.append_eod, dtype, args.workers, args.chat)
             if args.workers > 0 else None)
-    from mpi4py import MPI   # after the fork: MPI must not be initialised in a process that forks
+    from mpi4py import MPI  # after the fork: MPI must not be initialised in a process that forks
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()

@@ -118,7 +118,7 @@ class _CheckedZstd(io.RawIOBase):
     """
 
     def __init__(self, path: Path):
-        import zstandard    # the format modules are the [data] extra's, imported for the inputs that need them
+        import zstandard  # the format modules are the [data] extra's, imported for the inputs that need them
         self._zstd = zstandard
         self._raw = open(path, "rb")
         self._dobj = zstandard.ZstdDecompressor().decompressobj()
@@ -207,7 +207,7 @@ def _raw_records(path: Path, keys: Sequence[str]) -> Iterator[Tuple[int, object,
                     values = {k: columns[k][row] for k in present}
                     yield number, values, sum(len(v) for v in values.values() if isinstance(v, (str, bytes)))
         else:
-            import webdataset as wds    # imports torch: only a .tar input pays for it
+            import webdataset as wds  # imports torch: only a .tar input pays for it
             _check_tar(path)        # webdataset stops quietly at a cut member: a short shard would look whole
             samples = wds.WebDataset(str(path), shardshuffle=False, empty_check=False)
             for number, sample in enumerate(samples, 1):

@@ -115,7 +115,7 @@ def corpus_stats(files: Sequence[Path], keys: Sequence[str] = ("text",), tokeniz
 
 def save_histogram(char_lengths: np.ndarray, path: str, token_lengths: Optional[np.ndarray] = None) -> str:
     """Document-length histogram on log-spaced bins (lengths span orders of magnitude)."""
-    import matplotlib             # only for --histogram, and the backend is chosen before pyplot is imported
+    import matplotlib  # only for --histogram, and the backend is chosen before pyplot is imported
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

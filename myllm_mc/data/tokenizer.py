@@ -66,7 +66,7 @@ class Tokenizer:
     """Byte-level BPE from a tokenizer.json; what megatron-core's GPTDataset and every stage here accept."""
 
     def __init__(self, path: str | Path):
-        from tokenizers import Tokenizer as HFTokenizer    # the [data] extra; `myllm config show` imports this module
+        from tokenizers import Tokenizer as HFTokenizer  # the [data] extra; `myllm config show` imports this module
 
         self.path = Path(path)
         if self.path.is_dir():

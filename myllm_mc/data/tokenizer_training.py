@@ -51,7 +51,8 @@ def train_tokenizer(files: Sequence[Path], vocab_size: int, output_dir: str | Pa
 
     Every `heldout_every`-th document is kept out of training and used to measure bytes per token.
     """
-    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
 
     if vocab_size < len(SPECIAL_TOKENS) + 256:
         raise ValueError(f"--vocab-size {vocab_size} is below the 256 byte tokens + {len(SPECIAL_TOKENS)} special "

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zstandard
-
 from data_helpers import run_tool
-from myllm_mc.data.chat import (ChatDataset, encode_conversation, encode_preference, encode_prompt,
-                                validate_messages)
+
+from myllm_mc.data.chat import ChatDataset, encode_conversation, encode_preference, encode_prompt, validate_messages
 from myllm_mc.data.preprocess import preprocess
 from myllm_mc.data.readers import BadRecord
 

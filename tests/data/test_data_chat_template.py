@@ -27,7 +27,7 @@ CONVERSATIONS = [
 
 
 def _jinja_render(messages, add_generation_prompt):
-    from jinja2.sandbox import ImmutableSandboxedEnvironment   # what transformers renders templates with
+    from jinja2.sandbox import ImmutableSandboxedEnvironment  # what transformers renders templates with
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     return env.from_string(CHAT_TEMPLATE).render(messages=messages, add_generation_prompt=add_generation_prompt)
 

@@ -7,13 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
 from data_helpers import write_jsonl, write_webdataset
-from tests.helpers import missing
+
 from myllm_mc.config import load
 from myllm_mc.data.datasets import ResumableBatchSampler, build_data_loader, build_datasets, parse_blend
 from myllm_mc.data.preprocess import preprocess
 from myllm_mc.data.readers import InputError
+from tests.helpers import missing
 
 SEQ = 64
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from data_helpers import CORPUS, REPO, read_documents, run_tool, write_jsonl, write_parquet, write_webdataset
-from tests.helpers import missing
+
 from myllm_mc.data.preprocess import preprocess
 from myllm_mc.data.readers import InputError, expand_inputs
+from tests.helpers import missing
 
 
 def _tok_path(tokenizer) -> str:
@@ -169,14 +169,15 @@ def test_interrupted_run_leaves_no_valid_looking_output(tmp_path, corpus_docs, s
     proc.send_signal(sig)
     proc.wait(timeout=30)
     assert not (tmp_path / "out_text_document.bin").exists() and not (tmp_path / "out_text_document.idx").exists()
-    with pytest.raises(Exception):
+    with pytest.raises(AssertionError):                          # megatron-core asserts the .idx exists
         IndexedDataset(str(prefix) + "_text_document")
     if sig == signal.SIGTERM:                                   # a polite stop also removes its temporaries
         assert not list(tmp_path.glob("out_*")), list(tmp_path.glob("out_*"))
     # a rerun clears what a SIGKILL left and completes
     small = write_jsonl(tmp_path / "small.jsonl", corpus_docs[:5])
     preprocess([small], str(prefix), _tok_path(small_tokenizer), workers=0, progress=False)
-    assert sorted(p.name for p in tmp_path.glob("out_*")) == ["out_text_document.bin", "out_text_document.idx"]
+    assert sorted(p.name for p in tmp_path.glob("out_*")) == ["out_text_document.bin", "out_text_document.idx",
+                                                                 "out_text_document.tokenizer.json"]
 
 
 def test_strict_stops_promptly_with_many_batches_in_flight(tmp_path, corpus_docs, small_tokenizer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from data_helpers import run_tool, write_jsonl
+
 from myllm_mc.data.stats import corpus_stats
 
 

@@ -6,8 +6,8 @@ import re
 from collections import Counter
 
 import pytest
-
 from data_helpers import REPO, load_corpus, run_tool
+
 from myllm_mc import tasks as T
 from myllm_mc.tasks.generate import COUNTS, FORMAT_INSTRUCTION
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from data_helpers import CORPUS, run_tool
+
 from myllm_mc.data.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
 
 ADVERSARIAL = [
@@ -46,6 +46,7 @@ def test_trains_on_shipped_corpus_with_configured_vocab(tokenizer_8k):
 
 def test_vocab_size_exact_even_when_corpus_is_small(tmp_path, corpus_docs):
     from data_helpers import write_jsonl
+
     from myllm_mc.data.tokenizer_training import train_tokenizer
     report = train_tokenizer([write_jsonl(tmp_path / "few.jsonl", corpus_docs[:40])], 65536, tmp_path / "t")
     tok = Tokenizer(tmp_path / "t")

@@ -12,7 +12,6 @@ import io
 import tarfile
 
 import pytest
-
 from data_helpers import run_tool, write_jsonl, write_parquet
 
 
