@@ -5,7 +5,8 @@
 
 Why alternated: on a shared machine the load moves by minutes; each round times ours then theirs (or the
 reverse, alternately) for every batch size, and the table reports medians over rounds with the load average
-seen. Decode tokens/s is counted the same way on both sides: tokens after the first of each row ÷ time after
+seen. On a shared machine `--threads 1` avoids
+the stalls of a 2-thread parallel region whose second thread waits for a core. Decode tokens/s is counted the same way on both sides: tokens after the first of each row ÷ time after
 the first token (ours: the engine's decode steps; transformers: generate(N new) − generate(1 new)). Greedy,
 end tokens ignored, random prompt ids of one length (no padding on either side).
 """
@@ -104,8 +105,11 @@ def main(argv=None) -> int:
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--forward", choices=["auto", "megatron", "plain"], default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads for both (default torch's)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from myllm_mc.infer import inference_config
 
     cfg = inference_config(args.config, args.overrides, world_size=1)
