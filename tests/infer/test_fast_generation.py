@@ -4,6 +4,7 @@ caching against no cache and against full recompute (fresh, batched, joining, ch
 from __future__ import annotations
 
 import pytest
+import torch
 
 from myllm_mc.infer import Generator, SamplingParams
 from tests.infer.test_generate import full_recompute
@@ -67,3 +68,28 @@ def test_prefix_cache_is_bounded_and_off_by_default(generator, corpus_prompts):
     small = _twin(generator, prefix_cache_mib=2 * 16 * generator.shape.bytes_per_slot() / 2**20)   # two blocks
     small.generate([corpus_prompts[2]], SamplingParams(temperature=0, max_new_tokens=2))
     assert small.prefix.stored_tokens() == 32 and len(small.prefix.blocks) == 2
+
+
+@pytest.mark.parametrize("extra, plain", [(["model.qkv_bias=true"], True), (["model.qk_norm=true"], True),
+                                          (["model.moe.num_experts=4", "model.moe.top_k=2"], False)])
+def test_family_variants_take_the_plain_forward_with_megatrons_tokens(generator, extra, plain):
+    """Qwen2's q/k/v biases and Qwen3's q/k norms run on the plain forward and give megatron's tokens; an MoE model
+    stays on megatron's forward (random weights at std 0.2, built in this process's layout)."""
+    from myllm_mc.infer import inference_config
+    from myllm_mc.model import build_model
+
+    shape = ["model.num_layers=2", "model.hidden_size=64", "model.num_attention_heads=4", "model.num_query_groups=2",
+             "model.kv_channels=16", "model.ffn_hidden_size=128", "model.vocab_size=1024", "model.seq_length=128",
+             "model.init_std=0.2", "model.spec=local"]
+    cfg = inference_config("configs/tiny.yaml", shape + extra, world_size=1)
+    [model] = build_model(cfg)
+    for layer in model.decoder.layers:
+        if layer.self_attention.linear_qkv.bias is not None:       # zero at init: make the biases count
+            torch.nn.init.normal_(layer.self_attention.linear_qkv.bias, std=0.5)
+    prompts = [list(range(10, 30)), list(range(40, 45))]
+    params = SamplingParams(temperature=0, max_new_tokens=16, ignore_eos=True)
+    runs = [Generator(model, generator.tokenizer, cfg.model, max_batch_size=2, seed=0, forward=forward)
+            for forward in ("auto", "megatron")]
+    assert (runs[0].plain is not None) == plain and runs[1].plain is None
+    assert [c.token_ids for c in runs[0].generate(prompts, params)] == \
+        [c.token_ids for c in runs[1].generate(prompts, params)]
