@@ -113,10 +113,12 @@ def test_eight_clients_at_once_share_decode_steps(api_server):
 
 @pytest.fixture(scope="module")
 def small_server(serve_model, tmp_path_factory):
-    """Two slots, two rows: the limits are easy to reach."""
+    """Two slots, two rows: the limits are easy to reach. A long context and token limit let the streams that hold
+    the slots run for seconds (the engine decodes this model's 60 tokens in well under 0.1 s on an idle machine)."""
     overrides, checkpoint = serve_model
-    with ServerProcess(overrides, checkpoint, tmp_path_factory.mktemp("small-server"), "--api-key", API_KEY,
-                       "--max-concurrent", "2", "--max-batch", "2", "--drain-timeout", "60") as server:
+    with ServerProcess([*overrides, "model.seq_length=2048"], checkpoint, tmp_path_factory.mktemp("small-server"),
+                       "--api-key", API_KEY, "--max-concurrent", "2", "--max-batch", "2", "--drain-timeout", "60",
+                       "--max-tokens-limit", "2000") as server:
         yield server
 
 
@@ -137,7 +139,7 @@ async def _open_streams(url: str, prompts, max_tokens: int):
 
 def test_a_full_server_answers_429_with_retry_after_and_nothing_hangs(small_server):
     async def scenario():
-        client, streams = await _open_streams(small_server.url, PROMPTS[:2], 60)
+        client, streams = await _open_streams(small_server.url, PROMPTS[:2], 2000)
         started = time.perf_counter()
         refused = await asyncio.gather(*(client.post("/v1/completions", json=_body(p, False)) for p in PROMPTS[:6]))
         refusal_time = time.perf_counter() - started
