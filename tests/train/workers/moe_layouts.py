@@ -9,35 +9,28 @@ Every run reports per-step losses, the router statistics of its last step and a 
 """
 
 import argparse
-import hashlib
 import json
 import time
 
 from myllm_mc.config import load
-from myllm_mc.train.callbacks import Callback
 from tests.helpers.torchrun import write_result
+from tests.train.workers.layouts import WeightDigest
 
 MOE = ["model.moe.num_experts=4", "model.moe.top_k=2", "model.moe.ffn_hidden_size=192",
        "model.moe.aux_loss_coeff=1e-2", "model.moe.z_loss_coeff=1e-3", "model.moe.dispatcher=alltoall"]
 
 
-class Record(Callback):
-    """The last step's metrics (router statistics included) and a digest of this rank's final weights."""
+class Record(WeightDigest):
+    """The last step's metrics (router statistics included) and, as the dense worker's, a digest of this rank's
+    final weights."""
 
     def __init__(self):
-        self.digest, self.metrics, self.log_only = None, {}, {}
+        super().__init__()
+        self.metrics, self.log_only = {}, {}
 
     def on_step_end(self, trainer, record, control):
         self.metrics = dict(record.extra.get("metrics", {}))
         self.log_only = dict(record.extra.get("log_only", {}))
-
-    def on_train_end(self, trainer):
-        h = hashlib.sha256()
-        for chunk in trainer.model:
-            for name, param in sorted(chunk.module.named_parameters()):
-                h.update(name.encode())
-                h.update(param.detach().cpu().contiguous().numpy().tobytes())
-        self.digest = h.hexdigest()
 
 
 def train(base, extra, world):
