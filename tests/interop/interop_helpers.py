@@ -16,6 +16,17 @@ LLAMA_CPP_MISSING = f"llama.cpp (llama-cpp-python) not installed — install: {l
 needs_llama_cpp = pytest.mark.skipif(not HAVE_LLAMA_CPP, reason=LLAMA_CPP_MISSING)
 
 
+def hf_greedy(hf, prompt, new_tokens):
+    """transformers' argmax continuation (no stop token: the comparison runs the full length)."""
+    import torch
+
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(new_tokens):
+            ids.append(int(hf(torch.tensor([ids])).logits[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
 def load(path, n_ctx: int = 256):
     from llama_cpp import Llama
 

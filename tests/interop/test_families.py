@@ -14,16 +14,11 @@ import json
 import pytest
 import torch
 from family_models import FAMILIES, PROMPT_TEXTS
+from interop_helpers import hf_greedy
 
 NEW_TOKENS = 32
 
 
-def _hf_greedy(hf, prompt, new_tokens):
-    ids = list(prompt)
-    with torch.no_grad():
-        for _ in range(new_tokens):
-            ids.append(int(hf(torch.tensor([ids])).logits[0, -1].argmax()))
-    return ids[len(prompt):]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -59,7 +54,7 @@ def test_import_matches_transformers_and_exports_bit_exact(family, family_hf_dir
             worst = max(worst, (hf(ids).logits - logits(model, ids)[..., :1024]).abs().max().item())
         ours = greedy_recompute(model, prompt, NEW_TOKENS, 1024)
         assert len(set(ours)) >= 8, f"degenerate greedy decoding: {ours}"
-        assert _hf_greedy(hf, prompt, NEW_TOKENS) == ours, text
+        assert hf_greedy(hf, prompt, NEW_TOKENS) == ours, text
     print(f"{family}: max |Δlogit| vs transformers {worst:.2e}, greedy identical over {NEW_TOKENS} tokens")
     assert worst < 1e-4
 

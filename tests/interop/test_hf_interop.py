@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from interop_helpers import PROMPTS
+from interop_helpers import PROMPTS, hf_greedy
 
 from tests.helpers.torchrun import run_torchrun
 
@@ -26,13 +26,6 @@ def _ours(interop_model, checkpoint):
     return model
 
 
-def _hf_greedy(hf, prompt, new_tokens):
-    """transformers' argmax continuation (no stop token: the comparison runs the full length)."""
-    ids = list(prompt)
-    with torch.no_grad():
-        for _ in range(new_tokens):
-            ids.append(int(hf(torch.tensor([ids])).logits[0, -1].argmax()))
-    return ids[len(prompt):]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +66,7 @@ def test_hf_export_matches_transformers_from_every_layout(interop_model, layouts
             diff = (theirs - logits(reference, ids)[..., :cfg.model.vocab_size]).abs().max().item()
             print(f"hf export from {name}: max |Δlogit| {diff:.2e}")
             assert diff < 1e-4, f"{name}: max |Δlogit| {diff:.2e}"
-            assert _hf_greedy(hf, prompt, NEW_TOKENS) == greedy, name
+            assert hf_greedy(hf, prompt, NEW_TOKENS) == greedy, name
 
 
 def test_hf_tokenizer_files_render_our_chat_format(interop_model, layouts, tmp_path):
