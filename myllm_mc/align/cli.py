@@ -18,6 +18,7 @@ from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.parallel.launch import launcher_world_size, relaunch_under_torchrun
 from myllm_mc.preflight import check_output_dirs
 from myllm_mc.tasks.selection import eval_task_names
+from myllm_mc.train.cli import check_lm_eval
 
 from .sft import check_align_layout, run_sft
 
@@ -40,6 +41,7 @@ def _check(cfg, method: str) -> None:
     check_align_layout(cfg, method)
     check_output_dirs(cfg)                                 # checkpoint.dir or logging.dir a file: one line, exit 2
     eval_task_names(cfg)                                   # a mistyped training.eval_tasks name: one line, exit 2
+    check_lm_eval(cfg)                                     # training.eval_lm_eval: the same, for lm-eval tasks
     if method == "dpo" and not (cfg.align.reference or cfg.checkpoint.init_from):
         raise ConfigError("dpo needs a reference model — fix: set checkpoint.init_from (or align.reference)")
     if method == "grpo":

@@ -131,6 +131,10 @@ class TrainingConfig:
     #                                                   the start, every eval_interval and the end (evaluate/task_eval)
     eval_task_prompts: int = 32                      # first N test prompts of each task
     eval_task_max_new_tokens: int = 48               # greedy tokens per answer (stops at <|im_end|>)
+    eval_lm_eval: list = field(default_factory=list)  # lm-eval tasks/groups (data/lm_eval's, e.g. myllm_local) run
+    #                                                   on the training weights at the start, every eval_interval and
+    #                                                   the end, through `myllm eval --lm-eval`'s backend (rank 0)
+    eval_lm_eval_limit: Optional[float] = None       # first N documents of each lm-eval task (below 1: a share)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ def main(argv) -> int:
     if launched is None and args.nproc_per_node and args.nproc_per_node > 1:
         cfg = load(args.config, overrides, world_size=args.nproc_per_node)    # fail fast, before torchrun
         check_inputs(cfg)                                                       # tokenizer, data, epochs
+        check_lm_eval(cfg)                           # training.eval_lm_eval: task names, their data, the layout
         target = ["-m", "myllm_mc.cli", "train", args.config]
         if overrides:
             target += ["--set", *overrides]
@@ -78,6 +79,7 @@ def main(argv) -> int:
         quiet = launcher_rank() != 0
         try:
             check_inputs(cfg, warn=(lambda message: None) if quiet else None)
+            check_lm_eval(cfg)
         except ConfigError:
             if quiet:
                 return 2
@@ -107,6 +109,15 @@ def main(argv) -> int:
     if code == 0 and launched is None:       # one plain process; under srun/mpirun see `myllm plan --compare`
         _print_plan_vs_measured(cfg)
     return code
+
+
+def check_lm_eval(cfg) -> None:
+    """`training.eval_lm_eval` checked before training (one ConfigError line); lm_eval and the evaluate package
+    (torch) are imported only when the config names lm-eval tasks, so `myllm train --help` stays light."""
+    if cfg.training.eval_lm_eval:
+        from myllm_mc.evaluate.lm_eval_run import training_lm_eval
+
+        training_lm_eval(cfg)
 
 
 def _print_plan_vs_measured(cfg) -> None:

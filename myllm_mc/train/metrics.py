@@ -160,7 +160,9 @@ def _hms(seconds: float) -> str:
 
 def plot_losses(history: List[dict], path: Path) -> Path:
     """Train and validation loss against step, learning rate on a second axis; below them, when the run scored
-    tasks (`training.eval_tasks`), task accuracy and format compliance."""
+    tasks (`training.eval_tasks`), task accuracy and format compliance, and when it ran lm-eval tasks
+    (`training.eval_lm_eval`), their figures: shares (acc, exact_match) on the left axis, the others (perplexity,
+    bits per byte) on a log right axis."""
     import matplotlib  # only for the plot, and the backend is chosen before pyplot is imported
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -168,7 +170,9 @@ def plot_losses(history: List[dict], path: Path) -> Path:
     train = [r for r in history if r["kind"] == "train"]
     valid = [r for r in history if r["kind"] == "valid" and "loss" in r]
     tasks = [r for r in history if r["kind"] == "valid" and "task_accuracy" in r]
-    fig, axes = plt.subplots(2 if tasks else 1, 1, figsize=(8, 7.5 if tasks else 4.5), dpi=110, squeeze=False)
+    lm_rows = [r for r in history if r["kind"] == "valid" and any(k.startswith("lm_eval/") for k in r)]
+    panels = 1 + bool(tasks) + bool(lm_rows)
+    fig, axes = plt.subplots(panels, 1, figsize=(8, 4.5 + 3 * (panels - 1)), dpi=110, squeeze=False)
     ax = axes[0][0]
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", color="tab:blue")
     if valid:
@@ -194,10 +198,34 @@ def plot_losses(history: List[dict], path: Path) -> Path:
         ax.set_xlabel("step")
         ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
+    if lm_rows:
+        _plot_lm_eval(axes[-1][0], lm_rows)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _plot_lm_eval(ax, rows: List[dict]) -> None:
+    keys = sorted({k for r in rows for k in r if k.startswith("lm_eval/")})
+    steps = {k: [r["step"] for r in rows if k in r] for k in keys}
+    values = {k: [r[k] for r in rows if k in r] for k in keys}
+    shares = [k for k in keys if all(0.0 <= v <= 1.0 for v in values[k])]
+    other = ax.twinx() if len(shares) < len(keys) else None
+    for key in keys:
+        side = ax if key in shares else other
+        side.plot(steps[key], values[key], "o-" if key in shares else "s--", label=key[len("lm_eval/"):])
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("step")
+    ax.set_ylabel("lm-eval share (acc, exact match)")
+    handles, labels = ax.get_legend_handles_labels()
+    if other is not None:
+        other.set_yscale("log")
+        other.set_ylabel("lm-eval perplexity / bits per byte")
+        more = other.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
 
 
 def measured_cpu_peak_tflops(size: int = 1024, seconds: float = 0.5) -> float:

@@ -24,6 +24,7 @@ from .callbacks import CallbackList
 from .diagnostics import InitialLossCheck, LossSpikeDetector, NonFiniteGuard
 from .faults import NONE as NO_FAULTS
 from .faults import Faults
+from .lm_eval_callback import lm_eval_callbacks
 from .metrics import MetricsLogger, echo_stderr, flops_per_step, peak_tflops
 from .objective import Objective, PretrainObjective
 from .router_stats import RouterStatistics
@@ -83,6 +84,8 @@ def run_objective(cfg: Config, objective: Objective, make_data: Callable[[Config
         callbacks.callbacks.extend(extra_callbacks)
         if cfg.training.eval_tasks:                 # task accuracy by greedy generation (pretrain, SFT, DPO, GRPO)
             callbacks.callbacks.extend(task_eval_callbacks(cfg))
+        if cfg.training.eval_lm_eval:               # lm-eval tasks on the training weights, rank 0 (same backend)
+            callbacks.callbacks.extend(lm_eval_callbacks(cfg))
         callbacks.callbacks.extend(tracking_callbacks(cfg, dist.get_rank() == 0))   # W&B / MLflow: after every row
         trainer = Trainer(cfg, state, objective, data, callbacks, faults=faults, echo=echo)
         result = trainer.fit()
