@@ -17,6 +17,7 @@ SLOW_TIMEOUT_S = 1200     # a slow-tier test, its fixtures included (a model tra
 SLOW = {
     "tests/serve/": "a `myllm serve` process, and the model it serves trained first",
     "tests/infer/test_layouts.py": "torchrun: TP=2 and PP=2 generation",
+    "tests/align/test_moe_finetune.py::test_generate_at_ep2": "torchrun: MoE generation at expert parallelism 2",
     "tests/infer/test_cli.py::test_chat_in_a_terminal": "`myllm chat` in a pseudo-terminal",
     "tests/bench/test_bench_sweep.py": "a layout sweep: one torchrun per layout",
     "tests/bench/test_decode_bench.py": "decode benchmark subprocesses",
