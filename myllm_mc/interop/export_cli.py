@@ -51,10 +51,6 @@ def main(argv) -> int:
 def _export(cfg, args, merged_dir: str) -> int:
     from .weights import ConversionError
     try:
-        if cfg.model.moe.num_experts:     # no MoE family (Mixtral, Qwen3-MoE) in interop/families yet (issue #26)
-            raise ConversionError(f"model.moe.num_experts is {cfg.model.moe.num_experts}: exporting mixture-of-experts"
-                                  " models is not supported yet (no MoE family in the registry) — fix: keep the"
-                                  " megatron checkpoint; dense models export as before")
         if Path(args.checkpoint).exists():       # the config and tokenizer must be the checkpoint's (compat)
             check_checkpoint(cfg, resolve_weights(args.checkpoint), args.tokenizer)
         if args.format == "peft":

@@ -3,7 +3,10 @@
 The weights go through the HF layout (myllm_mc.model.llama_layout) and are written under the family's llama.cpp
 architecture (families/: llama and mistral as `llama`, `qwen2`, `qwen3`). For `llama`, q and k are permuted into
 llama.cpp's rotary layout (adjacent pairs); without that permutation llama.cpp loads the file and produces garbage.
-`qwen2`/`qwen3` rotate halves in llama.cpp as in HF: no permutation. Llama 3.x's rope scaling travels as
+`qwen2`/`qwen3` rotate halves in llama.cpp as in HF: no permutation. Mixture-of-experts models (Qwen3-MoE as
+`qwen3moe`, Mixtral as `llama` with experts) get each layer's experts stacked into llama.cpp's 3-D `ffn_*_exps`
+tensors and the router as `ffn_gate_inp` (kept F32, as llama.cpp's converter keeps it: routing decisions are
+the most sensitive to rounding), plus the expert_count / expert_used_count keys. Llama 3.x's rope scaling travels as
 `rope_freqs.weight`, the per-frequency divisors llama.cpp's own converter writes. Norms and biases stay F32; a
 matrix whose rows are not whole 32-weight blocks falls back to F16 (the planner's weight_formats does the same
 arithmetic, and the summary prints both sizes). The file is written beside its destination (`.OUT.tmp-PID`,
@@ -22,6 +25,7 @@ import torch
 from myllm_mc.config import Config
 from myllm_mc.locking import NewOutput
 from myllm_mc.model.llama_layout import LlamaShape, hf_to_gguf_name, megatron_to_hf, rotary_heads, to_gguf_rotary
+from myllm_mc.model.moe_layout import GGUF_ROUTER, stack_for_gguf
 from myllm_mc.plan.weight_formats import matrix_format, weight_bytes
 
 from .families import Family, family_of
@@ -61,12 +65,12 @@ def _file_type(fmt: str):
             "q4_0": f.MOSTLY_Q4_0}[fmt]
 
 
-def encode_tensor(array: np.ndarray, fmt: str):
-    """(bytes-or-values array, ggml type) of one tensor in `fmt` (1-D tensors always F32)."""
+def encode_tensor(array: np.ndarray, fmt: str, keep_f32: bool = False):
+    """(bytes-or-values array, ggml type) of one tensor in `fmt` (1-D tensors and `keep_f32` ones F32)."""
     from gguf import quants
 
     types = _ggml_types()
-    if array.ndim == 1 or fmt == "f32":
+    if array.ndim == 1 or fmt == "f32" or keep_f32:
         return array.astype(np.float32), types["f32"]
     fmt = matrix_format(fmt, array.shape[-1])
     if fmt == "f16":
@@ -80,7 +84,13 @@ def write_gguf_metadata(writer, cfg: Config, shape: LlamaShape, fmt: str, tokeni
     writer.add_context_length(m.seq_length)
     writer.add_embedding_length(shape.hidden)
     writer.add_block_count(shape.num_layers)
-    writer.add_feed_forward_length(shape.ffn)
+    # llama.cpp's `llama` reads the expert size from feed_forward_length; qwen3moe from expert_feed_forward_length
+    writer.add_feed_forward_length(shape.expert_ffn if shape.experts and writer.arch == "llama" else shape.ffn)
+    if shape.experts:
+        writer.add_expert_count(shape.experts)
+        writer.add_expert_used_count(m.moe.top_k)
+        if writer.arch != "llama":
+            writer.add_expert_feed_forward_length(shape.expert_ffn)
     writer.add_head_count(shape.heads)
     writer.add_head_count_kv(shape.groups)
     writer.add_key_length(shape.head_dim)
@@ -116,7 +126,11 @@ def write_gguf(tensors: Dict[str, torch.Tensor], cfg: Config, shape: LlamaShape,
 
     family = family or family_of(cfg.model)
     fallbacks = 0
-    named = {hf_to_gguf_name(name): tensor.float().numpy() for name, tensor in tensors.items()}
+    named, hf_of = {}, {}                        # GGUF name → values; GGUF name → HF name (rotary permutation)
+    for name, tensor in stack_for_gguf(tensors, shape).items():   # experts and routers come GGUF-named ("blk.")
+        gguf_name = name if name.startswith("blk.") else hf_to_gguf_name(name)
+        hf_of[gguf_name] = name
+        named[gguf_name] = tensor.float().numpy()
     if cfg.model.rope_scaling == "llama3":
         m = cfg.model
         named["rope_freqs.weight"] = np.array(rope_freq_factors(m.kv_channels, m.rotary_base, m.rope_scaling_factor),
@@ -124,12 +138,13 @@ def write_gguf(tensors: Dict[str, torch.Tensor], cfg: Config, shape: LlamaShape,
     try:
         writer = gguf.GGUFWriter(str(out), family.gguf_arch)
         write_gguf_metadata(writer, cfg, shape, fmt, tokenizer)
-        for (name, array), hf_name in zip(named.items(), list(tensors) + [None]):
+        for name, array in named.items():
+            hf_name = hf_of.get(name)
             heads = rotary_heads(hf_name, shape) if hf_name and family.gguf_rotary_permute else None
             if heads is not None:
                 array = to_gguf_rotary(array, heads)
-            data, qtype = encode_tensor(array, fmt)
-            fallbacks += int(array.ndim == 2 and fmt in ("q8_0", "q4_0") and qtype.name == "F16")
+            data, qtype = encode_tensor(array, fmt, keep_f32=name.endswith(GGUF_ROUTER))
+            fallbacks += int(array.ndim >= 2 and fmt in ("q8_0", "q4_0") and qtype.name == "F16")
             if data.dtype == np.uint8:
                 writer.add_tensor(name, data, raw_dtype=qtype)
             else:
@@ -141,7 +156,7 @@ def write_gguf(tensors: Dict[str, torch.Tensor], cfg: Config, shape: LlamaShape,
     except BaseException:
         out.unlink(missing_ok=True)
         raise
-    return len(tensors), fallbacks
+    return len(named), fallbacks
 
 
 def export_gguf(cfg: Config, checkpoint: str, out: str | Path, fmt: str = "f16",
@@ -150,6 +165,10 @@ def export_gguf(cfg: Config, checkpoint: str, out: str | Path, fmt: str = "f16",
     if fmt not in GGUF_TYPES:
         raise ConversionError(f"--type {fmt}: not a GGUF type this exporter writes — fix: one of {', '.join(GGUF_TYPES)}")
     family = family_of(cfg.model)
+    problems = family.gguf_problems(cfg.model) if cfg.model.moe.num_experts else []
+    if problems:
+        raise ConversionError(f"{', '.join(problems)}: llama.cpp's {family.gguf_arch} cannot run it — fix: export it"
+                              " as HF (`myllm export hf`), which holds it exactly")
     shape = LlamaShape.of(cfg.model)
     new = NewOutput(out, "--out")                 # one writer per --out, refused in one line; see locking
     tokenizer = tokenizer or cfg.data.tokenizer

@@ -1,5 +1,6 @@
-"""A GGUF of a supported family (`llama`, `qwen2`, `qwen3`; families/) in any quantization gguf-py can dequantize
-→ our config + megatron checkpoint.
+"""A GGUF of a supported family (`llama`, `qwen2`, `qwen3`, `qwen3moe`, `llama` with experts = Mixtral; families/) in
+any quantization gguf-py can dequantize → our config + megatron checkpoint. Stacked expert tensors (`ffn_*_exps`)
+are split per expert (myllm_mc.model.moe_layout).
 
 Weights are dequantized to fp32 (a Q4 file imports as the fp32 model that llama.cpp effectively runs), q and k
 are un-permuted from llama.cpp's rotary layout where the architecture permutes them (`llama`), Llama 3.x's
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from myllm_mc.model.llama_layout import LlamaShape, from_gguf_rotary, gguf_to_hf_names, rotary_heads
+from myllm_mc.model.moe_layout import unstack_from_gguf
 
 from .families import Family, family_for_gguf
 from .families.common import rope_base
@@ -90,8 +92,8 @@ def _float32_value(value) -> float:
 
 
 def model_fields_from_gguf(fields: dict, where: str) -> dict:
-    family = family_for_gguf(fields.get("general.architecture"), where)
-    a = fields["general.architecture"]
+    a = fields.get("general.architecture")
+    family = family_for_gguf(a, where, int(fields.get(f"{a}.expert_count") or 0))
     try:
         heads = int(fields[f"{a}.attention.head_count"])
         hidden = int(fields[f"{a}.embedding_length"])
@@ -113,9 +115,27 @@ def model_fields_from_gguf(fields: dict, where: str) -> dict:
             or float(fields.get(f"{a}.rope.scaling.factor", 1.0) or 1.0) != 1.0:
         raise ConversionError(f"{where}: {a}.rope.scaling.type / partial RoPE is not supported — fix: import a model"
                               " with plain RoPE or Llama 3.x's rope_freqs")
-    if fields.get(f"{a}.expert_count"):
-        raise ConversionError(f"{where}: {a}.expert_count set (mixture of experts) — fix: import a dense model")
+    if family.moe_fields is not None:
+        out["moe"] = moe_fields_from_gguf(fields, a, out["ffn_hidden_size"], where)
     return out
+
+
+def moe_fields_from_gguf(fields: dict, a: str, ffn: int, where: str) -> dict:
+    """model.moe of a Qwen3-MoE / Mixtral GGUF: experts in every layer, softmax over all then top-k renormalised
+    (llama.cpp's qwen3moe and llama builds; megatron's router_pre_softmax false). Shared experts or another
+    gating function are refused."""
+    for key, want in (("expert_shared_count", 0), ("expert_gating_func", 1)):
+        value = fields.get(f"{a}.{key}")
+        if value is not None and int(value) != want:
+            raise ConversionError(f"{where}: {a}.{key}={value} is not expressible here (want {want}) — fix: import a"
+                                  " model with softmax routing and no shared experts")
+    try:
+        experts, top_k = int(fields[f"{a}.expert_count"]), int(fields[f"{a}.expert_used_count"])
+    except KeyError as err:
+        raise ConversionError(f"{where}: metadata key {err.args[0]} missing — fix: the file is not a complete"
+                              f" {a} GGUF") from None
+    return {"num_experts": experts, "top_k": top_k, "router_score": "softmax", "router_pre_softmax": False,
+            "ffn_hidden_size": int(fields.get(f"{a}.expert_feed_forward_length") or ffn)}
 
 
 def rope_scaling_from_freqs(factors: np.ndarray, model: dict, where: str) -> dict:
@@ -150,6 +170,8 @@ def read_gguf_tensors(reader, shape: LlamaShape, where: str, family: Family) -> 
     for tensor in reader.tensors:
         hf = names.get(tensor.name)
         if hf is None:
+            experts = unstack_from_gguf(tensor.name, dequantized(tensor), shape) if shape.experts else {}
+            out.update({name: torch.from_numpy(np.array(a, dtype=np.float32, copy=True)) for name, a in experts.items()})
             continue
         array = dequantized(tensor)
         heads = rotary_heads(hf, shape) if family.gguf_rotary_permute else None
@@ -172,10 +194,13 @@ def import_gguf(path: str | Path, out: str | Path, base: Optional[str] = None) -
     freqs = [t for t in reader.tensors if t.name == "rope_freqs.weight"]
     if freqs:
         model.update(rope_scaling_from_freqs(dequantized(freqs[0]), model, str(path)))
-    family = family_for_gguf(fields["general.architecture"], str(path))
+    family = family_for_gguf(fields["general.architecture"], str(path), "moe" in model)
+    moe = model.get("moe")
+    experts = dict(experts=moe["num_experts"], expert_ffn=moe["ffn_hidden_size"], moe_layers=(1,) * model["num_layers"],
+                   moe_style="mixtral" if family.name == "mixtral" else "qwen3_moe") if moe else {}
     shape = LlamaShape(model["num_layers"], model["hidden_size"], model["num_attention_heads"],
                        model["num_query_groups"], model["kv_channels"], model["ffn_hidden_size"],
-                       model["vocab_size"], tied, qkv_bias=model["qkv_bias"], qk_norm=model["qk_norm"])
+                       model["vocab_size"], tied, qkv_bias=model["qkv_bias"], qk_norm=model["qk_norm"], **experts)
     tokenizer_json, tokenizer_config = tokenizer_from_gguf(fields, str(path))
     tensors = read_gguf_tensors(reader, shape, str(path), family)
     name = str(fields.get("general.name") or path.stem).replace(" ", "-")

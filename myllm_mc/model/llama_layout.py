@@ -1,9 +1,10 @@
 """Tensor names and layouts: megatron-core GPTModel (TP=1, PP=1, local spec) ↔ HF Llama-style ↔ GGUF.
 
-Every family the interop registry converts (myllm_mc/interop/families: Llama, Mistral, Qwen2, Qwen3) uses these
-names; the families differ only by two optional tensor kinds, both flags of the shape: q/k/v biases (Qwen2,
-`qkv_bias`, fused into `linear_qkv.bias` with the same per-group row order as the weight) and per-head q/k
-RMSNorm weights (Qwen3, `qk_norm`: megatron's `q_layernorm`/`k_layernorm`, HF's `q_norm`/`k_norm`).
+Every family the interop registry converts (myllm_mc/interop/families: Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE,
+Mixtral) uses these names; the families differ only by optional tensor kinds, flags of the shape: q/k/v biases
+(Qwen2, `qkv_bias`, fused into `linear_qkv.bias` with the same per-group row order as the weight), per-head q/k
+RMSNorm weights (Qwen3, `qk_norm`: megatron's `q_layernorm`/`k_layernorm`, HF's `q_norm`/`k_norm`) and, in the
+layers `moe_layers` marks, a router and `experts` SwiGLU experts in place of the dense MLP (moe_layout.py).
 
 Kept beside the model it maps (torchtitan's state_dict_adapter idea): when a layer changes, this file changes.
 
@@ -24,6 +25,9 @@ from typing import Dict
 import numpy as np
 import torch
 
+from . import moe_layout
+from .moe_layout import is_moe_layer
+
 
 @dataclass(frozen=True)
 class LlamaShape:
@@ -39,12 +43,22 @@ class LlamaShape:
     tied: bool
     qkv_bias: bool = False
     qk_norm: bool = False
+    experts: int = 0                # routed experts per MoE layer (0: dense model)
+    expert_ffn: int = 0
+    moe_layers: tuple = ()          # 1 = MoE layer, 0 = dense, per layer
+    moe_style: str = "qwen3_moe"    # HF expert names (moe_layout.HF_EXPERT_NAMES)
 
     @classmethod
     def of(cls, model_cfg) -> "LlamaShape":
-        m = model_cfg
+        from myllm_mc.config.validate import moe_layer_pattern
+
+        m, moe = model_cfg, model_cfg.moe
+        experts = dict(experts=moe.num_experts, expert_ffn=moe.ffn_hidden_size or m.ffn_hidden_size,
+                       moe_layers=tuple(moe_layer_pattern(m)),
+                       moe_style="mixtral" if m.family == "mixtral" else "qwen3_moe") if moe.num_experts else {}
         return cls(m.num_layers, m.hidden_size, m.num_attention_heads, m.num_query_groups, m.kv_channels,
-                   m.ffn_hidden_size, m.vocab_size, m.tie_embeddings, qkv_bias=m.qkv_bias, qk_norm=m.qk_norm)
+                   m.ffn_hidden_size, m.vocab_size, m.tie_embeddings, qkv_bias=m.qkv_bias, qk_norm=m.qk_norm,
+                   **experts)
 
 
 # per-layer tensors: (megatron suffix, HF suffix, GGUF suffix); q/k/v and gate/up are handled by split/fuse below
@@ -52,11 +66,12 @@ _LAYER_NAMES = [
     ("input_layernorm.weight", "input_layernorm.weight", "attn_norm.weight"),
     ("self_attention.linear_proj.weight", "self_attn.o_proj.weight", "attn_output.weight"),
     ("pre_mlp_layernorm.weight", "post_attention_layernorm.weight", "ffn_norm.weight"),
-    ("mlp.linear_fc2.weight", "mlp.down_proj.weight", "ffn_down.weight"),
 ]
+_DENSE_DOWN = [("mlp.linear_fc2.weight", "mlp.down_proj.weight", "ffn_down.weight")]
 _SPLIT_NAMES = {"q": ("self_attn.q_proj.weight", "attn_q.weight"), "k": ("self_attn.k_proj.weight", "attn_k.weight"),
                 "v": ("self_attn.v_proj.weight", "attn_v.weight"), "gate": ("mlp.gate_proj.weight", "ffn_gate.weight"),
                 "up": ("mlp.up_proj.weight", "ffn_up.weight")}
+_DENSE_SPLIT = ("gate", "up")
 _QK_NORM_NAMES = [
     ("self_attention.q_layernorm.weight", "self_attn.q_norm.weight", "attn_q_norm.weight"),
     ("self_attention.k_layernorm.weight", "self_attn.k_norm.weight", "attn_k_norm.weight"),
@@ -70,19 +85,25 @@ _GLOBAL_NAMES = [  # (megatron, HF, GGUF)
 ]
 
 
-def _layer_renames(shape: LlamaShape) -> list[tuple[str, str, str]]:
-    """(megatron, HF, GGUF) suffixes of one layer's tensors that are a plain rename."""
-    return _LAYER_NAMES + (_QK_NORM_NAMES if shape.qk_norm else [])
+def _layer_renames(shape: LlamaShape, i: int) -> list[tuple[str, str, str]]:
+    """(megatron, HF, GGUF) suffixes of layer i's tensors that are a plain rename (an MoE layer's MLP: moe_layout)."""
+    return _LAYER_NAMES + (_QK_NORM_NAMES if shape.qk_norm else []) + ([] if is_moe_layer(shape, i) else _DENSE_DOWN)
+
+
+def _split_keys(shape: LlamaShape, i: int) -> tuple:
+    return ("q", "k", "v") + (() if is_moe_layer(shape, i) else _DENSE_SPLIT)
 
 
 def hf_names(shape: LlamaShape) -> list[str]:
     """Every tensor name an HF checkpoint of this shape must hold."""
     names = [hf for _, hf, _ in _GLOBAL_NAMES if shape.tied is False or hf != "lm_head.weight"]
     for i in range(shape.num_layers):
-        names += [f"model.layers.{i}.{hf}" for _, hf, _ in _layer_renames(shape)]
-        names += [f"model.layers.{i}.{hf}" for hf, _ in _SPLIT_NAMES.values()]
+        names += [f"model.layers.{i}.{hf}" for _, hf, _ in _layer_renames(shape, i)]
+        names += [f"model.layers.{i}.{_SPLIT_NAMES[key][0]}" for key in _split_keys(shape, i)]
         if shape.qkv_bias:
             names += [f"model.layers.{i}.{hf}" for hf, _ in _BIAS_NAMES.values()]
+        if is_moe_layer(shape, i):
+            names += moe_layout.layer_hf_names(shape, i)
     return names
 
 
@@ -92,7 +113,7 @@ def hf_to_gguf_name(name: str) -> str:
             return gguf
     if name.startswith("model.layers."):
         index, suffix = name[len("model.layers."):].split(".", 1)
-        pairs = [(hf, gguf) for _, hf, gguf in _LAYER_NAMES + _QK_NORM_NAMES]
+        pairs = [(hf, gguf) for _, hf, gguf in _LAYER_NAMES + _QK_NORM_NAMES + _DENSE_DOWN]
         for hf, gguf in pairs + list(_SPLIT_NAMES.values()) + list(_BIAS_NAMES.values()):
             if suffix == hf:
                 return f"blk.{index}.{gguf}"
@@ -100,8 +121,10 @@ def hf_to_gguf_name(name: str) -> str:
 
 
 def gguf_to_hf_names(shape: LlamaShape) -> Dict[str, str]:
-    """{GGUF name: HF name} for every tensor of this shape."""
-    return {hf_to_gguf_name(name): name for name in hf_names(shape)}
+    """{GGUF name: HF name} for every tensor of this shape but experts and routers (moe_layout.unstack_from_gguf)."""
+    moe = set().union(*(moe_layout.layer_hf_names(shape, i) for i in range(shape.num_layers)
+                        if is_moe_layer(shape, i)))
+    return {hf_to_gguf_name(name): name for name in hf_names(shape) if name not in moe}
 
 
 def split_qkv(qkv: torch.Tensor, shape: LlamaShape):
@@ -136,14 +159,17 @@ def megatron_to_hf(state: Dict[str, torch.Tensor], shape: LlamaShape) -> Dict[st
             out[hf] = state[meg][:shape.vocab] if hf in ("model.embed_tokens.weight", "lm_head.weight") else state[meg]
     for i in range(shape.num_layers):
         meg, hf = f"decoder.layers.{i}.", f"model.layers.{i}."
-        for meg_suffix, hf_suffix, _ in _layer_renames(shape):
+        for meg_suffix, hf_suffix, _ in _layer_renames(shape, i):
             out[hf + hf_suffix] = state[meg + meg_suffix]
         if shape.qkv_bias:
             for key, tensor in zip("qkv", split_qkv(state[meg + "self_attention.linear_qkv.bias"], shape)):
                 out[hf + _BIAS_NAMES[key][0]] = tensor
-        q, k, v = split_qkv(state[meg + "self_attention.linear_qkv.weight"], shape)
-        gate, up = state[meg + "mlp.linear_fc1.weight"].chunk(2, dim=0)
-        for key, tensor in zip(("q", "k", "v", "gate", "up"), (q, k, v, gate, up)):
+        split = split_qkv(state[meg + "self_attention.linear_qkv.weight"], shape)
+        if is_moe_layer(shape, i):
+            out.update(moe_layout.layer_to_hf(state, shape, i))
+        else:
+            split += tuple(state[meg + "mlp.linear_fc1.weight"].chunk(2, dim=0))
+        for key, tensor in zip(_split_keys(shape, i), split):
             out[hf + _SPLIT_NAMES[key][0]] = tensor
     missing = set(hf_names(shape)) - set(out)
     if missing:
@@ -162,14 +188,17 @@ def hf_to_megatron(tensors: Dict[str, torch.Tensor], shape: LlamaShape, padded_v
             out[meg] = padded(tensors[hf]) if hf in ("model.embed_tokens.weight", "lm_head.weight") else tensors[hf]
     for i in range(shape.num_layers):
         meg, hf = f"decoder.layers.{i}.", f"model.layers.{i}."
-        for meg_suffix, hf_suffix, _ in _layer_renames(shape):
+        for meg_suffix, hf_suffix, _ in _layer_renames(shape, i):
             out[meg + meg_suffix] = tensors[hf + hf_suffix]
         if shape.qkv_bias:
             out[meg + "self_attention.linear_qkv.bias"] = fuse_qkv(*(tensors[hf + _BIAS_NAMES[key][0]]
                                                                      for key in "qkv"), shape)
-        q, k, v, gate, up = (tensors[hf + _SPLIT_NAMES[key][0]] for key in ("q", "k", "v", "gate", "up"))
+        q, k, v = (tensors[hf + _SPLIT_NAMES[key][0]] for key in "qkv")
         out[meg + "self_attention.linear_qkv.weight"] = fuse_qkv(q, k, v, shape)
-        out[meg + "mlp.linear_fc1.weight"] = torch.cat([gate, up], dim=0)
+        if is_moe_layer(shape, i):
+            out.update(moe_layout.layer_to_megatron(tensors, shape, i))
+        else:
+            out[meg + "mlp.linear_fc1.weight"] = torch.cat([tensors[hf + _SPLIT_NAMES[k][0]] for k in _DENSE_SPLIT])
     return out
 
 

@@ -8,6 +8,7 @@ The file adds metadata (the tokenizer, ~a few hundred KB) to this figure.
 
 from __future__ import annotations
 
+from .moe import expert_ffn, layer_pattern, moe_of
 from .params import attention_vector_params_per_layer, parameter_breakdown
 
 BLOCK = 32
@@ -32,8 +33,15 @@ def weight_bytes(model_cfg, fmt: str) -> int:
     matrices.append((m.num_layers * m.hidden_size * (q_width + 2 * m.num_query_groups * m.kv_channels), m.hidden_size))
     matrices.append((m.num_layers * q_width * m.hidden_size, q_width))        # attention output
     fc1 = 2 if m.activation == "swiglu" else 1
-    matrices.append((m.num_layers * fc1 * m.ffn_hidden_size * m.hidden_size, m.hidden_size))
-    matrices.append((m.num_layers * m.ffn_hidden_size * m.hidden_size, m.ffn_hidden_size))   # down projection
-    total_bits = sum(count * BITS_PER_WEIGHT[matrix_format(fmt, row)] for count, row in matrices)
-    vectors = b.norms + m.num_layers * attention_vector_params_per_layer(m)   # biases and q/k norms: F32 too
+    moe_layers = sum(layer_pattern(m))
+    mlps = [(m.num_layers - moe_layers, m.ffn_hidden_size)]                 # (count, size) of the SwiGLU MLPs
+    routers = 0
+    if moe_of(m):   # routed experts; shared experts; the router stays F32 (as llama.cpp's converter keeps it)
+        mlps += [(moe_layers * m.moe.num_experts, expert_ffn(m)), (moe_layers, m.moe.shared_expert_ffn_hidden_size)]
+        routers = moe_layers * m.moe.num_experts * m.hidden_size
+    for count, ffn in mlps:
+        matrices.append((count * fc1 * ffn * m.hidden_size, m.hidden_size))
+        matrices.append((count * ffn * m.hidden_size, ffn))                # down projection
+    total_bits = sum(count * BITS_PER_WEIGHT[matrix_format(fmt, row)] for count, row in matrices if count)
+    vectors = b.norms + m.num_layers * attention_vector_params_per_layer(m) + routers   # biases, q/k norms: F32 too
     return int(total_bits // 8) + 4 * vectors

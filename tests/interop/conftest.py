@@ -19,29 +19,39 @@ def family_hf_dirs(tmp_path_factory):
     (tests/interop/family_models.py), with a 1,024-entry byte-level BPE tokenizer learned from the corpus."""
     import json
 
-    from family_models import FAMILIES, save_family
+    from family_models import FAMILIES, MOE_FAMILIES, save_family
 
     from myllm_mc.data.tokenizer_training import train_tokenizer
 
     root = tmp_path_factory.mktemp("families")
     (root / "subset.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in corpus_texts(300)[:300]))
     train_tokenizer([root / "subset.jsonl"], 1024, root / "tokenizer", heldout_every=0)
-    return {family: save_family(family, root / family, root / "tokenizer") for family in FAMILIES}
+    return {family: save_family(family, root / family, root / "tokenizer") for family in FAMILIES + MOE_FAMILIES}
+
+
+class _Imports(dict):
+    """{family: {"cfg", "config_path", "checkpoint"}}, each family imported on first use (a session that needs
+    one family does not pay for the others)."""
+
+    def __init__(self, sources, root):
+        super().__init__()
+        self.sources, self.root = sources, root
+
+    def __missing__(self, family):
+        from myllm_mc.config import load
+        from myllm_mc.interop.hf_import import import_hf
+
+        out = self.root / family
+        import_hf(self.sources[family], out)
+        self[family] = {"cfg": load(out / "config.yaml", world_size=1), "config_path": out / "config.yaml",
+                        "checkpoint": out / "checkpoint"}
+        return self[family]
 
 
 @pytest.fixture(scope="session")
 def family_imports(family_hf_dirs, tmp_path_factory):
     """{family: {"cfg", "config_path", "checkpoint"}}: each family's HF model imported by `import_hf`."""
-    from myllm_mc.config import load
-    from myllm_mc.interop.hf_import import import_hf
-
-    root = tmp_path_factory.mktemp("family-imports")
-    out = {}
-    for family, source in family_hf_dirs.items():
-        import_hf(source, root / family)
-        cfg = load(root / family / "config.yaml", world_size=1)
-        out[family] = {"cfg": cfg, "config_path": root / family / "config.yaml", "checkpoint": root / family / "checkpoint"}
-    return out
+    return _Imports(family_hf_dirs, tmp_path_factory.mktemp("family-imports"))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Every supported family in and out of megatron-core, proved against transformers' own class for it (fp32).
 
 The models are tiny random-weight HF models built by transformers (tests/interop/family_models.py): Llama 3.x
-(llama3 RoPE scaling, tied), Qwen2.5 (q/k/v biases), Qwen3 (q/k norms, head_dim 32 ≠ 64 / 4), Mistral (untied).
+(llama3 RoPE scaling, tied), Qwen2.5 (q/k/v biases), Qwen3 (q/k norms, head_dim 32 ≠ 64 / 4), Mistral (untied), and
+the mixture-of-experts Qwen3-MoE and Mixtral (4 experts, top-2; megatron-core's MoELayer on our side).
 Per family: our imported model's logits within 1e-4 of transformers' on four prompts, greedy continuations
 identical over 32 tokens, the planner's count equal to the weights read and to the built model's, and
 import → export bit-exact on every tensor, loaded back by transformers as the same class.
@@ -13,7 +14,7 @@ import json
 
 import pytest
 import torch
-from family_models import FAMILIES, PROMPT_TEXTS
+from family_models import FAMILIES, MOE_FAMILIES, PROMPT_TEXTS
 from interop_helpers import hf_greedy
 
 NEW_TOKENS = 32
@@ -21,7 +22,7 @@ NEW_TOKENS = 32
 
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + MOE_FAMILIES)
 def test_import_matches_transformers_and_exports_bit_exact(family, family_hf_dirs, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM

@@ -1,17 +1,19 @@
 """GGUF per family: each family's imported model exported under its llama.cpp architecture (llama and mistral as
 `llama` with Q/K permuted, `qwen2` with q/k/v biases, `qwen3` with q/k norms; Llama 3.x's scaling as
-`rope_freqs.weight`) and read back by our importer (fast tier) and by llama.cpp (slow tier, greedy identical)."""
+`rope_freqs.weight`; Qwen3-MoE as `qwen3moe`, Mixtral as `llama` with stacked experts) and read back by our importer
+(fast tier) and by llama.cpp (slow tier, greedy identical)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from family_models import FAMILIES, PROMPT_TEXTS
+from family_models import FAMILIES, MOE_FAMILIES, PROMPT_TEXTS
 from interop_helpers import greedy, needs_llama_cpp, prompt_logits
 
 NEW_TOKENS = 32
-ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
+ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "qwen3_moe": "qwen3moe",
+        "mixtral": "llama"}
 
 
 def _ours(entry):
@@ -23,7 +25,7 @@ def _ours(entry):
     return model
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + MOE_FAMILIES)
 def test_gguf_f32_round_trip_is_exact(family, family_imports, tmp_path):
     import gguf
 
@@ -45,6 +47,8 @@ def test_gguf_f32_round_trip_is_exact(family, family_imports, tmp_path):
                 "rotary_base"):
         assert getattr(back, key) == getattr(cfg.model, key), key
     assert back.family == ("llama" if family == "mistral" else family)
+    for key in ("num_experts", "top_k", "ffn_hidden_size", "router_pre_softmax", "layer_pattern"):
+        assert getattr(back.moe, key) == getattr(cfg.model.moe, key), key
     assert imported.parameters == imported.planned_parameters
     ours = _ours(entry)
     again = _ours({"cfg": load_config(tmp_path / "back" / "config.yaml", world_size=1),
@@ -63,7 +67,7 @@ def _llama_cpp(path):
 
 @needs_llama_cpp
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + MOE_FAMILIES)
 def test_llama_cpp_greedy_equals_ours(family, family_imports, tmp_path):
     """F32: llama.cpp's logits within 1e-4 of ours and its greedy continuation identical over 32 tokens on every
     prompt. F16: logits within 0.05 (weight rounding); on our greedy continuation llama.cpp picks our token at every

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from myllm_mc.config import ConfigError
 
-from . import gemma3, llama, mistral, qwen2, qwen3
+from . import gemma3, llama, mistral, mixtral, qwen2, qwen3, qwen3_moe
 from .common import Family, Refused, refuse
 from .common import hf_config as family_hf_config
 from .common import hf_fields as family_fields
 
-FAMILIES = {f.name: f for f in (llama.FAMILY, mistral.FAMILY, qwen2.FAMILY, qwen3.FAMILY)}
+FAMILIES = {f.name: f for f in (llama.FAMILY, mistral.FAMILY, qwen2.FAMILY, qwen3.FAMILY, qwen3_moe.FAMILY,
+                                 mixtral.FAMILY)}
 REFUSED: tuple[Refused, ...] = (gemma3.REFUSED,)
-GGUF_ARCHES = {"llama": llama.FAMILY, "qwen2": qwen2.FAMILY, "qwen3": qwen3.FAMILY}   # mistral is written as llama
+# mistral is written as llama; mixtral as llama with experts (family_for_gguf)
+GGUF_ARCHES = {"llama": llama.FAMILY, "qwen2": qwen2.FAMILY, "qwen3": qwen3.FAMILY, "qwen3moe": qwen3_moe.FAMILY}
 
 __all__ = ["FAMILIES", "GGUF_ARCHES", "Family", "family_for_hf", "family_for_gguf", "family_of", "family_fields",
            "family_hf_config"]
@@ -42,9 +44,16 @@ def family_for_hf(config: dict, where: str) -> Family:
                  f"import one of model_type {_known()} (docs/interop.md lists them)")
 
 
-def family_for_gguf(arch: str, where: str) -> Family:
+def family_for_gguf(arch: str, where: str, experts: int = 0) -> Family:
+    """The family of a GGUF's general.architecture (`llama` with experts is Mixtral, as llama.cpp's converter
+    writes it); refused when the file has experts and the family none, or the other way round."""
     if arch in GGUF_ARCHES:
-        return GGUF_ARCHES[arch]
+        family = mixtral.FAMILY if arch == "llama" and experts else GGUF_ARCHES[arch]
+        if bool(experts) != (family.moe_fields is not None):
+            raise refuse(where, f"{arch}.expert_count={experts} but {arch} files are"
+                         f" {'mixture-of-experts' if family.moe_fields else 'dense'}", "the file is damaged or of"
+                         " another architecture")
+        return family
     for refused in REFUSED:
         if arch in refused.gguf_arches:
             raise refused.error(where)

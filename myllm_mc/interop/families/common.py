@@ -28,6 +28,11 @@ class Family:
     hf_extra: Callable[[object], dict] = lambda m: {}   # family-only config.json keys written on export
     check_hf: Callable[[dict, str], None] = lambda config, where: None   # refusals beyond the common ones
     rope_types: tuple = ("default",)            # HF rope types the family may carry
+    # mixture of experts: model.moe fields from config.json (None: a dense family), and what the family's layout
+    # cannot hold of a model.moe group (export refuses those; `gguf_problems` what llama.cpp cannot run)
+    moe_fields: Optional[Callable[[dict, str], dict]] = None
+    moe_problems: Callable[[object], list] = lambda m: []
+    gguf_problems: Callable[[object], list] = lambda m: []
 
     def problems(self, model_cfg) -> list[str]:
         """`model.X=value` for each fixed field a config does not have (export refuses those)."""
@@ -35,7 +40,43 @@ class Family:
         wrong = [f"model.{k}={getattr(m, k)}" for k, v in self.fixed.items() if getattr(m, k) != v]
         if m.rope_scaling != "none" and "llama3" not in self.rope_types:
             wrong.append(f"model.rope_scaling={m.rope_scaling}")
+        if bool(m.moe.num_experts) != (self.moe_fields is not None):
+            wrong.append(f"model.moe.num_experts={m.moe.num_experts}")
+        elif m.moe.num_experts:
+            wrong += self.moe_problems(m)
         return wrong
+
+
+def moe_problems(m, renormalised_only: bool = False, all_layers: bool = False) -> list[str]:
+    """model.moe fields HF's top-k softmax routers (Qwen3-MoE, Mixtral) cannot express: another score function,
+    expert bias, token dropping, shared experts; Mixtral also always renormalises and routes every layer."""
+    from myllm_mc.config.validate import moe_layer_pattern
+
+    moe = m.moe
+    wrong = [f"model.moe.{k}={getattr(moe, k)}" for k, want in (
+        ("router_score", "softmax"), ("expert_bias", False), ("capacity_factor", None),
+        ("shared_expert_ffn_hidden_size", 0)) if getattr(moe, k) != want]
+    if renormalised_only and moe.router_pre_softmax:
+        wrong.append("model.moe.router_pre_softmax=True")
+    if all_layers and not all(moe_layer_pattern(m)):
+        wrong.append(f"model.moe.layer_pattern={moe_layer_pattern(m)}")
+    return wrong
+
+
+def moe_routing(config: dict, where: str, experts_key: str, renormalise: bool) -> dict:
+    """model.moe's routing fields for HF's router: softmax over all experts, top-k, then (if `renormalise`) the
+    k weights divided by their sum. megatron-core's TopKRouter gives the same weights two ways: top-k of the logits
+    then softmax over those k (router_pre_softmax false) is softmax-then-renormalise; softmax then top-k
+    (router_pre_softmax true) keeps the raw probabilities. The top-k set is the same (softmax is monotonic)."""
+    try:
+        experts, top_k = int(config[experts_key]), int(config["num_experts_per_tok"])
+    except KeyError as err:
+        raise refuse(where, f"{err.args[0]} missing", "pass a complete config.json") from None
+    if renormalise and top_k == 1:
+        raise refuse(where, "num_experts_per_tok=1 with renormalised weights (every weight is 1: the router gets no"
+                     " gradient, which model.moe refuses)", "import a model with top-k ≥ 2")
+    return {"num_experts": experts, "top_k": top_k, "router_score": "softmax", "router_pre_softmax": not renormalise,
+            "load_balancing": "aux_loss", "aux_loss_coeff": float(config.get("router_aux_loss_coef", 0.001))}
 
 
 def refuse(where: str, what: str, fix: str) -> ConversionError:
@@ -78,7 +119,7 @@ def sliding_window_check(config: dict, where: str, seq_length: int) -> None:
     if any(t != "full_attention" for t in layer_types):
         raise refuse(where, f"layer_types {sorted(set(layer_types))} (sliding-window layers): our attention has no"
                      " sliding window", "import a model with full attention in every layer")
-    if config.get("model_type") in ("qwen2", "qwen3") and not config.get("use_sliding_window", False):
+    if config.get("model_type") in ("qwen2", "qwen3", "qwen3_moe") and not config.get("use_sliding_window", False):
         return                                          # Qwen's sliding_window is inert unless use_sliding_window
     window = config.get("sliding_window")
     if window is not None and int(window) < seq_length:
@@ -112,6 +153,8 @@ def hf_fields(family: Family, config: dict, where: str) -> dict:
         raise refuse(where, f"{err.args[0]} missing", "pass a complete config.json") from None
     sliding_window_check(config, where, seq)
     fields.update(rope_fields(config, where, family.rope_types))
+    if family.moe_fields is not None:
+        fields["moe"] = family.moe_fields(config, where)
     return fields
 
 
