@@ -22,6 +22,9 @@ LM_EVAL = ["lm_eval==0.4.13"]
 # experiment tracking (logging.wandb / logging.mlflow): not in .[all] — W&B's wheel alone is 20 MB with its
 # OpenTelemetry stack; .ci/run installs it for the slow tier's offline tracking test
 TRACKING = ["wandb==0.31.0", "mlflow-skinny==3.18.0"]
+# NVIDIA DALI (data.loader: dali): not in .[all] — a 424 MB wheel; .ci/run installs it for the slow tier's CPU-only
+# pipeline test. Also in .[gpu]
+DALI = ["nvidia-dali-cuda120==2.4.0"]
 # LoRA adapters in Hugging Face PEFT's format (`myllm export peft`, `myllm import peft`, and the test that PEFT itself
 # loads ours): pinned, pure Python; its torch/transformers requirements are already met, so pip leaves torch alone
 PEFT = ["peft==0.21.2"]
@@ -48,7 +51,8 @@ setup(
         "safetensors>=0.4",
     ],
     extras_require={
-        "gpu": ["transformer-engine[pytorch]", "nvidia-dali-cuda120"],
+        "gpu": ["transformer-engine[pytorch]", *DALI],
+        "dali": DALI,
         "data": DATA,
         "mpi": MPI,
         "interop": INTEROP,

@@ -145,7 +145,7 @@ def test_webdataset_stream_packs_and_resumes(tmp_path, corpus_docs, small_tokeni
 def test_dali_loader_needs_a_gpu():
     if missing.cuda():
         pytest.skip(f"the DALI loader is GPU-only: {missing.cuda()}")
-    pytest.importorskip("nvidia.dali", reason="nvidia-dali not installed — install: pip install nvidia-dali-cuda120")
+    pytest.importorskip("nvidia.dali", reason="nvidia-dali not installed — install: pip install nvidia-dali-cuda120==2.4.0")
     from myllm_mc.data.dali_loader import DaliTokenLoader
     data = [{"tokens": torch.arange(8), "labels": torch.arange(1, 9), "loss_mask": torch.ones(8),
              "position_ids": torch.arange(8)} for _ in range(8)]
