@@ -36,7 +36,7 @@ from myllm_mc.parallel.launch import (
 
 from .measure import bench_overrides, layout_label
 from .megatron_lm import run_megatron_lm
-from .report import best_layout, format_run, mark_fits, plot_sweep, write_tables
+from .report import best_layout, format_run, mark_fits, plot_sweep, relative_to_first, write_tables
 from .sweep import parse_sweep, plan_sweep
 from .synthetic import synthetic_overrides
 
@@ -154,7 +154,7 @@ def _finish(args, plan, rows, world: int, out: Path, seconds: float) -> int:
     extra = {"config": args.config, "overrides": args.overrides, "world_size": world, "warmup": args.warmup,
              "steps": args.steps, "memory_limit": limit, "memory_limit_label": limit_label,
              "best": best["layout"] if best else None, "baselines": baselines, "seconds": seconds,
-             "environment": environment()}
+             "relative": relative_to_first(rows), "environment": environment()}
     csv_path, json_path = write_tables(rows, plan.skipped, out, extra)
     chart = plot_sweep(rows, out / "sweep.png", f"{args.config} on {world} rank(s): {extra['environment']['device']}",
                        limit)
@@ -170,6 +170,10 @@ def _finish(args, plan, rows, world: int, out: Path, seconds: float) -> int:
               f" {row['memory_ratio']:>5.2f}×{'' if row['fits'] else '  (does not fit)'}")
     for skip in plan.skipped:
         print(f"{' '.join(skip['overrides']):<34} skipped: {skip['reason']}")
+    for rel in extra["relative"]:
+        planner = f" (planner {rel['planner_memory']:.2f}×)" if rel["planner_memory"] else ""
+        print(f"{rel['layout']:<34} vs {rel['reference']}: tokens/s/GPU {rel['tokens_per_s_per_gpu']:.2f}×,"
+              f" memory {rel['memory']:.2f}×{planner}")
     ok = [r for r in rows if r.get("status") == "ok"]
     if best:
         print(f"best layout that fits ({limit_label}): {best['layout']} — "

@@ -9,6 +9,10 @@ Steps, each recorded in the report whether it ran, was skipped (with why) or fai
   5. local_sdpa       with TE installed: the local spec (SDPA core attention) at that micro-batch, for comparison
   6. fp8              with TE installed: the TE spec in FP8 at that micro-batch: tokens/s ratio and loss vs BF16
   7. decode           `myllm_mc.bench.decode`: decode tokens/s at batch 1 and 8 vs the HBM bound (random weights)
+  8. moe              the MoE preset (configs/myllm_moe.yaml) at the most layers whose planner memory fits 90 % of
+                      one GPU at EP 1 (step 2 picks them): `myllm benchmark --sweep model.moe.num_experts=0,16`,
+                      the dense model of the same active parameters and the MoE in one launch, tokens/s ratio and
+                      planner memory vs allocator peak for both
 Steps 1–3 run anywhere, so a CPU dry run (the CI test) proves the script up to the point where a GPU is needed;
 it then stops with exit code 3 and one line saying so.
 """
@@ -35,9 +39,11 @@ from myllm_mc.plan.params import parameter_breakdown
 
 NO_GPU_EXIT = 3
 CONFIG = "configs/myllm_1b.yaml"
+MOE_CONFIG = "configs/myllm_moe.yaml"
 BUDGET_S = 8 * 60
 # one GPU: global batch 8 sequences of 8,192 tokens; 2 warm-up + 3 timed steps per run
 BASE = ["parallel.world_size=auto", "training.global_batch_size=8"]
+MOE_BASE = BASE + ["parallel.expert=1", "training.micro_batch_size=1"]     # one GPU: all 16 experts on it
 
 
 def environment() -> dict:
@@ -75,11 +81,33 @@ def plan_figures(gpu: str) -> dict:
     bounds = {b.weight_format: round(b.tokens_per_s, 1) for b in decode_bounds(cfg.model, params, hbm)}
     return {"gpu": gpu, "parameters": params, "memory_per_gpu_bytes": {
         mbs: memory_per_gpu(load(CONFIG, BASE + [f"training.micro_batch_size={mbs}"], world_size=1)).total
-        for mbs in (1, 2, 4)}, "decode_bound_batch1_tokens_per_s": bounds}
+        for mbs in (1, 2, 4)}, "decode_bound_batch1_tokens_per_s": bounds, "moe": moe_plan(gpu)}
 
 
-def bench_command(out: Path, overrides: list, sweep: list) -> list:
-    command = [sys.executable, "-m", "myllm_mc.cli", "benchmark", CONFIG, "--synthetic-data", "--nproc-per-node", "1",
+def moe_plan(gpu: str) -> dict:
+    """The MoE preset cut to the most layers (of its 28; hidden size, experts and routing unchanged) whose planner
+    memory at EP 1, micro-batch 1 is within 90 % of one `gpu`'s memory: the largest MoE one device trains."""
+    usable = gpu_spec(gpu).memory_bytes * 0.9
+    fits = None
+    for layers in range(2, 29):
+        cfg = load(MOE_CONFIG, MOE_BASE + [f"plan.gpu={gpu}", f"model.num_layers={layers}"], world_size=1)
+        memory = memory_per_gpu(cfg).total
+        if memory > usable:
+            break
+        params = parameter_breakdown(cfg.model)
+        fits = {"layers": layers, "parameters": params.total, "active_parameters": params.active,
+                "memory_per_gpu_bytes": memory, "usable_bytes": int(usable)}
+    return fits or {"layers": 0, "reason": f"not even 2 layers of {MOE_CONFIG} fit one {gpu}"}
+
+
+def moe_overrides(gpu: str, layers: int, have_te: bool) -> list:
+    # TE's grouped GEMM where TE is installed (the preset's setting), megatron's SequentialMLP otherwise
+    return MOE_BASE + [f"plan.gpu={gpu}", f"model.num_layers={layers}", "model.precision=bf16",
+                       f"model.moe.grouped_gemm={'true' if have_te else 'false'}"]
+
+
+def bench_command(out: Path, overrides: list, sweep: list, config: str = CONFIG) -> list:
+    command = [sys.executable, "-m", "myllm_mc.cli", "benchmark", config, "--synthetic-data", "--nproc-per-node", "1",
                "--warmup", "2", "--steps", "3", "--out", str(out), "--set", *overrides]
     return command + (["--sweep", *sweep] if sweep else [])
 
@@ -89,7 +117,7 @@ def check_configs(commands: dict) -> dict:
     results = {}
     for name, overrides in commands.items():
         try:
-            load(CONFIG, overrides, world_size=1)
+            load(MOE_CONFIG if name == "moe" else CONFIG, overrides, world_size=1)
             results[name] = "ok"
         except Exception as err:
             results[name] = f"invalid: {err}"
@@ -118,8 +146,10 @@ def run_bench(name: str, command: list, out: Path, timeout: float) -> dict:
     best = max(runs, key=lambda r: r["tokens_per_s"])
     keep = ("layout", "micro_batch_size", "precision", "tokens_per_s", "tflops_per_gpu", "mfu", "memory_max",
             "planner_memory", "memory_ratio", "loss_first", "loss_last", "step_time_median")
+    relative = {r["layout"]: f"tokens/s {r['tokens_per_s_per_gpu']:.2f}× {r['reference']}, memory {r['memory']:.2f}×"
+                for r in sweep.get("relative") or []}
     return {"status": "ran", "seconds": round(time.perf_counter() - start, 1), "best": {k: best.get(k) for k in keep},
-            "runs": [{k: r.get(k) for k in keep} for r in runs]}
+            "runs": [{k: r.get(k) for k in keep} for r in runs], **({"relative": relative} if relative else {})}
 
 
 DECODE_BATCHES = (1, 8)
@@ -179,6 +209,8 @@ def main(argv=None) -> int:
         runs["local_sdpa"] = runs["bf16"] + ["model.spec=local"]
         runs["fp8"] = BASE + [f"plan.gpu={gpu}", "model.precision=fp8", "model.spec=te"]
     runs["decode"] = BASE + [f"plan.gpu={gpu}", "model.precision=bf16", "model.spec=local"]
+    if plan["moe"]["layers"]:
+        runs["moe"] = moe_overrides(gpu, plan["moe"]["layers"], have_te)
     report["steps"]["configs"] = {"status": "ran", **check_configs({k: v for k, v in runs.items() if k != "fp8"})}
 
     def finish(status: str, reason: str = "", code: int = 0) -> int:
@@ -204,6 +236,14 @@ def main(argv=None) -> int:
     report["steps"]["bf16"] = bf16
     best_mbs = bf16["best"]["micro_batch_size"] if bf16.get("best") else 1
     report["steps"]["decode"] = decode_step(out, runs["decode"], plan, left() * 0.3)
+    if "moe" not in runs:
+        report["steps"]["moe"] = {"status": "skipped", "reason": plan["moe"]["reason"]}
+    elif left() < 90:
+        report["steps"]["moe"] = {"status": "skipped", "reason": f"{left():.0f} s of the budget left"}
+    else:
+        report["steps"]["moe"] = dict(run_bench("moe", bench_command(out / "moe", runs["moe"],
+                                                                     ["model.moe.num_experts=0,16"], MOE_CONFIG),
+                                                out / "moe", left() * 0.4), layers=plan["moe"]["layers"])
     if have_te:
         for name in ("local_sdpa", "fp8"):
             step = run_bench(name, bench_command(out / name, runs[name] + [f"training.micro_batch_size={best_mbs}"],

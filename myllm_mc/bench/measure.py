@@ -43,13 +43,16 @@ def bubble_fraction(cfg: Config) -> float:
 
 
 def layout_label(cfg: Config) -> str:
-    """A short name for a layout, e.g. tp2-pp1-dp1-mbs4-selective."""
+    """A short name for a layout, e.g. tp2-pp1-dp1-mbs4-selective; an MoE model adds its experts and EP
+    (tp1-pp1-dp2-ep2-mbs4-none-moe16), so a sweep over model.moe.num_experts keeps its runs apart."""
     p, m = cfg.parallel, cfg.model
     label = f"tp{p.tensor}-pp{p.pipeline}-dp{p.data}"
     label += f"-vp{p.virtual_pipeline}" if p.virtual_pipeline and p.virtual_pipeline > 1 else ""
     label += f"-cp{p.context}" if p.context > 1 else ""
+    label += f"-ep{p.expert}" if p.expert > 1 else ""
     label += "-sp" if p.sequence_parallel else ""
-    return label + f"-mbs{cfg.training.micro_batch_size}-{m.recompute}"
+    label += f"-mbs{cfg.training.micro_batch_size}-{m.recompute}"
+    return label + (f"-moe{m.moe.num_experts}" if m.moe.num_experts else "")
 
 
 def _import_training_modules() -> None:

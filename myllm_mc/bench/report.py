@@ -52,6 +52,21 @@ def best_layout(rows: Sequence[dict], memory_limit: Optional[int]) -> Optional[d
     return max(fitting, key=lambda r: r["tokens_per_s_per_gpu"], default=None)
 
 
+def relative_to_first(rows: Sequence[dict]) -> List[dict]:
+    """Each later completed run's tokens/s per GPU and memory as multiples of the first completed run's: the
+    sweep's first combination is the reference (e.g. the dense model, `--sweep model.moe.num_experts=0,16`),
+    measured in the same launch on the same machine, so the ratios hold even where load moves the absolutes."""
+    done = [r for r in rows if r.get("status") == "ok"]
+    if len(done) < 2:
+        return []
+    ref = done[0]
+    return [{"layout": r["layout"], "reference": ref["layout"],
+             "tokens_per_s_per_gpu": r["tokens_per_s_per_gpu"] / ref["tokens_per_s_per_gpu"],
+             "memory": r["memory_max"] / ref["memory_max"],
+             "planner_memory": r["planner_memory"] / ref["planner_memory"] if ref["planner_memory"] else None}
+            for r in done[1:]]
+
+
 def mark_fits(rows: Sequence[dict], memory_limit: Optional[int]) -> None:
     for row in rows:
         if row.get("status") == "ok":

@@ -27,6 +27,7 @@ def test_gpu_check_fails_only_for_the_missing_gpu(tmp_path):
     assert report["environment"]["torch"] == torch.__version__
     assert report["steps"]["plan"]["parameters"] == 1_055_231_744        # the 1B preset, exactly
     configs = report["steps"]["configs"]
-    assert all(v == "ok" for k, v in configs.items() if k != "status") and "decode" in configs
+    assert all(v == "ok" for k, v in configs.items() if k != "status") and "decode" in configs and "moe" in configs
+    assert report["steps"]["plan"]["moe"]["layers"] == 18                  # the MoE preset cut to fit one H100
     assert "bf16" not in report["steps"]                                  # nothing GPU-bound was attempted
     assert "**Status: stopped**" in (tmp_path / "gpu_check.md").read_text()
