@@ -212,9 +212,10 @@ def _plot_lm_eval(ax, rows: List[dict]) -> None:
     values = {k: [r[k] for r in rows if k in r] for k in keys}
     shares = [k for k in keys if all(0.0 <= v <= 1.0 for v in values[k])]
     other = ax.twinx() if len(shares) < len(keys) else None
-    for key in keys:
+    for n, key in enumerate(keys):                          # one colour per metric across both axes
         side = ax if key in shares else other
-        side.plot(steps[key], values[key], "o-" if key in shares else "s--", label=key[len("lm_eval/"):])
+        side.plot(steps[key], values[key], "o-" if key in shares else "s--", color=f"C{n % 10}",
+                  label=key[len("lm_eval/"):])
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("step")
     ax.set_ylabel("lm-eval share (acc, exact match)")
