@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from family_models import FAMILIES
+from family_models import FAMILIES, MOE_FAMILIES
 
 from tests.helpers.torchrun import REPO_ROOT
 
@@ -20,7 +20,7 @@ QWEN3_0_6B = {   # Qwen/Qwen3-0.6B config.json, the keys that shape the model
     "use_sliding_window": False, "sliding_window": None, "max_window_layers": 28}
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + MOE_FAMILIES)
 def test_plan_from_hf_counts_the_weights(family, family_hf_dirs, capsys):
     from safetensors.torch import load_file
 
