@@ -48,12 +48,28 @@ class Job:
     first_token_at: Optional[float] = None
 
     def emit(self, event) -> None:      # called from the batcher thread
-        if isinstance(event, TokenEvent) and self.first_token_at is None:
-            self.first_token_at = time.monotonic()
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        emit_all([(self, event)])
 
     def cancel(self) -> None:
         self.cancelled.set()
+
+
+def emit_all(pairs: List[tuple]) -> None:
+    """Deliver (job, event) pairs from the batcher thread: one wake-up of each event loop per decode step, not one
+    per row (each wake-up is a write to the loop's self-pipe and a pass of the loop, which 8 rows paid 8 times)."""
+    by_loop: Dict[asyncio.AbstractEventLoop, list] = {}
+    now = time.monotonic()
+    for job, event in pairs:
+        if isinstance(event, TokenEvent) and job.first_token_at is None:
+            job.first_token_at = now
+        by_loop.setdefault(job.loop, []).append((job, event))
+    for loop, items in by_loop.items():
+        loop.call_soon_threadsafe(_put_all, items)
+
+
+def _put_all(items: list) -> None:
+    for job, event in items:
+        job.events.put_nowait(event)
 
 
 class Batcher:
@@ -167,17 +183,19 @@ class Batcher:
         self.metrics.set("myllm_batch_rows", len(self._live))
         waiting = len(getattr(self.engine, "queue", ()))         # admitted to the generator, not yet in a row
         self.metrics.set("myllm_queue_depth", self._pending.qsize() + waiting)
+        out = []
         for event in events:
             job = self._live.get(event.request_id)
             if job is None:
                 continue
             if event.token_ids or event.text:
-                job.emit(TokenEvent(event.text, list(event.token_ids), self._logprobs(job, event)))
+                out.append((job, TokenEvent(event.text, list(event.token_ids), self._logprobs(job, event))))
             if event.finished:
                 del self._live[event.request_id]
                 done = event.completion
-                job.emit(FinishEvent(done.finish_reason, done.prompt_tokens, done.completion_tokens,
-                                     cached_tokens=done.cached_tokens))
+                out.append((job, FinishEvent(done.finish_reason, done.prompt_tokens, done.completion_tokens,
+                                             cached_tokens=done.cached_tokens)))
+        emit_all(out)
         self.metrics.set("myllm_batch_rows", len(self._live))
 
     def _logprobs(self, job: Job, event) -> Optional[list]:
