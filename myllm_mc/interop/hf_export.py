@@ -1,5 +1,6 @@
 """Checkpoint (any layout) → a Hugging Face directory that `transformers` loads as its own class for the config's
-model.family (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM; families/), no custom code.
+model.family (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM,
+MixtralForCausalLM; families/), no custom code.
 
     config.json, generation_config.json       the architecture and the stop tokens
     model.safetensors                         (model-0000N-of-0000M.safetensors + index above --max-shard-size)

@@ -1,4 +1,5 @@
-"""An HF directory of a supported family (Llama 3.x, Mistral, Qwen2.5, Qwen3: families/) → our config (YAML) + a
+"""An HF directory of a supported family (Llama 3.x, Mistral, Qwen2.5, Qwen3, Qwen3-MoE,
+Mixtral: families/) → our config (YAML) + a
 megatron distributed checkpoint, at any layout later.
 
     OUT/config.yaml      the model group derived from config.json (other groups from --config, if given);
