@@ -202,3 +202,23 @@ def test_sigterm_drains_the_stream_in_flight_then_exits_0(small_server):
     assert "stopped on SIGTERM" in small_server.output()
     with pytest.raises(httpx.ConnectError):
         httpx.get(small_server.url + "/health", timeout=5)
+
+
+def test_the_serve_benchmark_runs_as_users_run_it(serve_model, tmp_path):
+    """`python -m myllm_mc.bench.serve_load`: starts its own server, sends the same 8 requests both ways, and every
+    client's greedy text is the same alone and batched (the figure it prints is docs/benchmarks.md's, not asserted)."""
+    import subprocess
+    import sys
+
+    from tests.serve.serve_helpers import REPO, _env
+
+    overrides, checkpoint = serve_model
+    out = tmp_path / "serve.json"
+    done = subprocess.run([sys.executable, "-m", "myllm_mc.bench.serve_load", "configs/tiny.yaml", "--checkpoint",
+                           str(checkpoint), "--tokens", "12", "--rounds", "1", "--threads", "1", "--json", str(out),
+                           "--set", *overrides], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["same_text"] is True and result["clients"] == 8 and result["tokens"] == 12
+    assert result["one_client_tok_s"] > 0 and result["many_clients_tok_s"] > 0
+    assert "8 concurrent clients" in done.stdout and "identical alone and batched: True" in done.stdout
