@@ -4,7 +4,9 @@
 Each run is `run_training` (what `myllm train` runs) for --warmup + --steps steps with evaluation and
 checkpoints off; only the steps after the warm-up are timed. --sweep runs every valid combination of the given
 values in one torchrun launch (invalid ones are listed as skipped with the reason), writes sweep.csv, sweep.json
-and sweep.png under --out, and names the fastest layout per GPU whose measured memory fits --memory-limit-gib.
+and sweep.png under --out, and names the fastest layout per GPU whose measured memory fits --memory-limit-gib. Each later run is also shown as a
+multiple of the first one's tokens/s per GPU and memory, so put the reference first: e.g. a dense model against
+its MoE sibling at EP 1 and 2, `configs/tiny_moe.yaml --sweep model.moe.num_experts=0,16 parallel.expert=1,2`.
 --baseline adds a plain-PyTorch model of the same architecture on one device; --megatron-lm PATH runs
 Megatron-LM's pretrain_gpt.py on the same configuration with mock data. Both are reported as ratios to ours.
 
