@@ -174,8 +174,8 @@ def _finish(args, plan, rows, world: int, out: Path, seconds: float) -> int:
         print(f"{' '.join(skip['overrides']):<34} skipped: {skip['reason']}")
     for rel in extra["relative"]:
         planner = f" (planner {rel['planner_memory']:.2f}×)" if rel["planner_memory"] else ""
-        print(f"{rel['layout']:<34} vs {rel['reference']}: tokens/s/GPU {rel['tokens_per_s_per_gpu']:.2f}×,"
-              f" memory {rel['memory']:.2f}×{planner}")
+        print(f"{rel['layout']:<34} vs {rel['reference']}: tokens/s/GPU {rel['tokens_per_s_per_gpu']:.2f}× (fastest"
+              f" steps {rel['tokens_per_s_best_step']:.2f}×), memory {rel['memory']:.2f}×{planner}")
     ok = [r for r in rows if r.get("status") == "ok"]
     if best:
         print(f"best layout that fits ({limit_label}): {best['layout']} — "

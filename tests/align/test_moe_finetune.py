@@ -76,6 +76,8 @@ def _finite(rows, key="loss"):
 @pytest.mark.slow
 def test_pretraining_routes_to_every_expert(moe):
     rows = moe["pretrain"]
+    print("pretrain losses", [round(r["loss"], 4) for r in rows], "tokens min/max",
+          [(r["moe_tokens_min"], r["moe_tokens_max"]) for r in rows])
     assert len(rows) == 6 and _finite(rows) and _finite(rows, "grad_norm")
     # 8 × 128 tokens × top-2 over 4 experts: 512 a layer's expert gets when balanced; every expert gets > 200
     assert all(r["moe_tokens_min"] > 200 and r["moe_tokens_max"] < 800 for r in rows), rows
@@ -83,6 +85,7 @@ def test_pretraining_routes_to_every_expert(moe):
 
 @pytest.mark.slow
 def test_sft_on_moe(sft):
+    print("sft losses", [round(r["loss"], 4) for r in sft])
     assert [r["step"] for r in sft] == [1, 2, 3]
     assert _finite(sft) and all(r["grad_norm"] > 0 for r in sft)
     assert sft[-1]["loss"] < sft[0]["loss"], [r["loss"] for r in sft]
@@ -97,6 +100,7 @@ def test_dpo_on_moe(moe, sft):
            "align.beta=0.5", "optimizer.lr=1e-3", "schedule.warmup_steps=0", "training.eval_interval=0",
            "checkpoint.dir=null", f"logging.dir={w / 'dpo-log'}")
     rows = _metrics(w / "dpo-log")
+    print("dpo losses", [round(r["loss"], 6) for r in rows])
     assert [r["step"] for r in rows] == [1, 2] and _finite(rows)
     # step 1: the policy is its own reference, so every pair's log-ratio difference is 0 and the loss is ln 2
     assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
@@ -114,6 +118,7 @@ def test_grpo_on_moe(moe, sft):
            "align.grpo.iterations=2", f"align.grpo.rewards={{'{reward}': 1.0}}", "optimizer.lr=1e-3",
            "schedule.warmup_steps=0", "training.eval_interval=0", "checkpoint.dir=null", f"logging.dir={w / 'grpo-log'}")
     rows = _metrics(w / "grpo-log")
+    print("grpo", [{k: round(r[k], 4) for k in ("loss", "reward", "kl", "ratio", "advantage_abs")} for r in rows])
     assert [r["step"] for r in rows] == [1, 2] and _finite(rows) and all(r["grad_norm"] > 0 for r in rows)
     first, second = rows
     assert first["kl"] == 0 and first["ratio"] == pytest.approx(1, abs=1e-5)    # the rollout's own policy

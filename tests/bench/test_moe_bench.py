@@ -35,12 +35,14 @@ def test_the_moe_sweep_runs_dense_ep1_ep2_and_skips_dense_ep2_with_the_reason():
 
 
 def test_runs_are_reported_against_the_first_one():
-    rows = [{"status": "ok", "layout": "dense", "tokens_per_s_per_gpu": 1000.0, "memory_max": 200, "planner_memory": 250},
+    rows = [{"status": "ok", "layout": "dense", "tokens_per_s_per_gpu": 1000.0, "step_time_min": 1.0,
+             "memory_max": 200, "planner_memory": 250},
             {"status": "skipped", "layout": "x"},
-            {"status": "ok", "layout": "moe", "tokens_per_s_per_gpu": 400.0, "memory_max": 300, "planner_memory": 350}]
+            {"status": "ok", "layout": "moe", "tokens_per_s_per_gpu": 400.0, "step_time_min": 2.0,
+             "memory_max": 300, "planner_memory": 350}]
     (moe,) = relative_to_first(rows)
-    assert moe == {"layout": "moe", "reference": "dense", "tokens_per_s_per_gpu": 0.4, "memory": 1.5,
-                   "planner_memory": pytest.approx(1.4)}
+    assert moe == {"layout": "moe", "reference": "dense", "tokens_per_s_per_gpu": 0.4, "tokens_per_s_best_step": 0.5,
+                   "memory": 1.5, "planner_memory": pytest.approx(1.4)}
     assert relative_to_first(rows[:2]) == []                              # one measured run: nothing to compare
 
 
