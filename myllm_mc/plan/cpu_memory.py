@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from myllm_mc.config.validate import resolve_layout
 
 from .memory import layer_activation_bytes, memory_per_gpu
+from .moe import expert_data
 
 MiB = 2**20
 # Measured 2026-12-01 on the reference machine (2 shared EPYC cores, torch 2.13.0+cpu, megatron-core 0.16.1):
@@ -64,6 +65,10 @@ def cpu_memory_per_process(cfg, samples: int | None = None) -> CpuMemory:
         p = resolve_layout(p, None)
     element = 4 if m.precision == "fp32" else 2
     shards = p.data * p.context if p.distributed_optimizer else 1
+    # megatron's distributed optimizer shards routed-expert state over the expert data-parallel group instead
+    experts = gpu.expert_parameters_on_gpu
+    dense = params - experts
+    expert_shards = expert_data(p) if p.distributed_optimizer else 1
     adam = 8 if element == 4 else 12
     layer = layer_activation_bytes(m, p, t.micro_batch_size, m.recompute)
     backward = layer["stored"] + layer["working"]
@@ -74,8 +79,9 @@ def cpu_memory_per_process(cfg, samples: int | None = None) -> CpuMemory:
              f"{params:,} parameters on this rank × {element} B ({m.precision}; DDP's contiguous param buffer)"),
         Term("ddp_grad_buffer", "DDP gradient buffer", 4 * params,
              "× 4 B: fp32 main_grad (grad_reduce_in_fp32), one contiguous buffer"),
-        Term("optimizer_states", "optimizer states", adam * params // shards,
-             f"× {adam} B ({'2 Adam moments' if adam == 8 else 'fp32 master + 2 moments'}) / {shards} (DP×CP shards)"),
+        Term("optimizer_states", "optimizer states", int(adam * (dense / shards + experts / expert_shards)),
+             f"× {adam} B ({'2 Adam moments' if adam == 8 else 'fp32 master + 2 moments'}) / {shards} (DP×CP shards)"
+             + (f"; routed experts' ({experts:,}) / {expert_shards} (expert DP)" if experts else "")),
         Term("activations", "activations", gpu.activations,
              f"{gpu.activation_bytes_per_layer / MiB:.1f} MiB per layer-micro-batch × {gpu.layer_microbatches:g}"
              " in flight (as on GPU)"),
