@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 import torch
 from family_models import PROMPT_TEXTS, save_family
-from interop_helpers import hf_greedy
+from interop_helpers import hf_greedy, needs_llama_cpp
 from test_family_refusals import _refused, _variant
 
 from tests.helpers.torchrun import REPO_ROOT
@@ -147,3 +147,20 @@ def test_jittered_mixtral_refused_by_the_cli(family_hf_dirs, tmp_path):
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "router_jitter_noise=0.1" in lines[0] and "fix: set router_jitter_noise to 0.0" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@needs_llama_cpp
+@pytest.mark.slow
+def test_moe_export_check_as_users_run_it(family_imports, tmp_path):
+    """`myllm export hf|gguf ... --check` (subprocesses): transformers reads the Qwen3-MoE HF export and llama.cpp
+    the Mixtral F32 GGUF, each compared with the checkpoint on held-out corpus windows: top-1 agreement 100 %."""
+    for fmt, family, words in (("hf", "qwen3_moe", "check (transformers, f32"), ("gguf", "mixtral", "check (llama.cpp, f32")):
+        entry = family_imports[family]
+        out = tmp_path / (f"{family}.gguf" if fmt == "gguf" else family)
+        done = subprocess.run([sys.executable, "-m", "myllm_mc.cli", "export", fmt, str(entry["config_path"]),
+                               "--checkpoint", str(entry["checkpoint"]), "--out", str(out), "--type", "f32", "--check"],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        line = next(line for line in done.stdout.splitlines() if line.startswith("check ("))
+        print(f"{family} {fmt}: {line}")
+        assert words in line and "top-1 agreement 100.00%" in line, line
