@@ -32,6 +32,8 @@ SLOW = {
     "tests/interop/test_export_check.py": "a model trained, exported and read back by transformers/llama.cpp",
     "tests/interop/test_hf_interop.py::test_hf_export_matches_transformers_from_every_layout": "torchrun layouts",
     "tests/interop/test_gguf_interop.py::test_llama_cpp": "llama.cpp (installed by tools/install_llama_cpp.sh)",
+    "tests/interop/test_moe_interop.py::test_moe_export_check_as_users_run_it": "two `myllm export --check`"
+    " subprocesses (transformers, llama.cpp)",
     "tests/train/test_lm_eval_training.py::test_training_time": "`myllm train` with lm-eval, then `myllm eval`",
     "tests/data/test_dali_loader.py::test_cpu_pipeline": "NVIDIA DALI, a 424 MB wheel .ci/run installs for this tier",
 }
