@@ -142,6 +142,14 @@ def check_inputs(cfg: Config, warn=None) -> None:
         warn(message)
 
 
+def compile_summary(cfg: Config) -> str:
+    """What `model.compile` means for a CPU pretraining run of `cfg`, and why (plan/compile_choice.py). CPU: asking
+    torch whether this machine has a GPU would make `myllm config` import it; auto is off on GPUs."""
+    from myllm_mc.plan.compile_choice import compile_choice
+    on, why = compile_choice(cfg, "local" if cfg.model.spec == "auto" else cfg.model.spec, cuda=False)
+    return f"{'on' if on else 'off'} for a CPU pretraining run ({why})"
+
+
 def main(argv) -> int:
     """`myllm config show|check CONFIG [--set k=v ...] [--world-size N]`: the resolved config in full, or `ok`
     after the file checks above; otherwise one line."""
@@ -156,6 +164,7 @@ def main(argv) -> int:
         check_inputs(cfg)
     if args.action == "show":
         print(dump(cfg), end="")
+        print(f"# model.compile resolves to {compile_summary(cfg)}")
     else:
         p = cfg.parallel
         print(f"ok: {args.config} — world {p.world_size} = tensor {p.tensor} × pipeline {p.pipeline}"

@@ -36,7 +36,7 @@ from myllm_mc.parallel.launch import (
     relaunch_under_torchrun,
 )
 
-from .measure import bench_overrides, layout_label
+from .measure import bench_overrides, compile_override, layout_label
 from .megatron_lm import run_megatron_lm
 from .report import best_layout, format_run, mark_fits, plot_sweep, relative_to_first, write_tables
 from .sweep import parse_sweep, plan_sweep
@@ -107,7 +107,7 @@ def _run_specs(args, plan, out: Path) -> list:
             needed[cfg.model.vocab_size] = max(needed.get(cfg.model.vocab_size, 0), tokens)
         data = {vocab: synthetic_overrides(out, vocab, tokens) for vocab, tokens in needed.items()}
     return [{"swept": swept,
-             "overrides": list(args.overrides) + swept + data.get(cfg.model.vocab_size, [])
+             "overrides": list(args.overrides) + swept + data.get(cfg.model.vocab_size, []) + compile_override(cfg)
              + bench_overrides(args.warmup, args.steps, str(out / "runs" / layout_label(cfg)))}
             for swept, cfg in plan.runs]
 

@@ -17,6 +17,8 @@ import statistics
 from typing import List, Sequence
 
 from myllm_mc.config import Config
+from myllm_mc.parallel.hardware import cuda_available  # imports torch when called: only for a run auto compiles
+from myllm_mc.plan.compile_choice import compile_choice
 from myllm_mc.plan.cpu_memory import cpu_memory_per_process
 from myllm_mc.plan.memory import memory_per_gpu
 from myllm_mc.train.metrics import flops_per_step as step_flops  # the same count as training metrics
@@ -31,6 +33,15 @@ def bench_overrides(warmup: int, steps: int, log_dir: str) -> List[str]:
     return [f"training.steps={total}", "training.eval_interval=0", "checkpoint.dir=null", "checkpoint.resume=null",
             "checkpoint.init_from=null", f"logging.dir={log_dir}", "logging.tensorboard=false",
             "logging.plot=false", f"logging.log_interval={total}"]
+
+
+def compile_override(cfg: Config) -> List[str]:
+    """`model.compile: auto` decided for the run being benchmarked (its own training.steps), not for the
+    benchmark's few steps, and pinned as an explicit override: the benchmark times the step that run would take."""
+    if cfg.model.compile != "auto":
+        return []
+    on = compile_choice(cfg, "local" if cfg.model.spec == "auto" else cfg.model.spec, cuda=False)[0]
+    return [f"model.compile={'true' if on and not cuda_available() else 'false'}"]   # auto is off on GPUs
 
 
 def bubble_fraction(cfg: Config) -> float:
@@ -114,7 +125,8 @@ def summarise(cfg: Config, ranks: Sequence[dict], flops: float, peak: float, pea
         "virtual_pipeline": cfg.parallel.virtual_pipeline or 1, "context": cfg.parallel.context,
         "sequence_parallel": cfg.parallel.sequence_parallel, "micro_batch_size": cfg.training.micro_batch_size,
         "global_batch_size": cfg.training.global_batch_size, "seq_length": cfg.model.seq_length,
-        "recompute": cfg.model.recompute, "precision": cfg.model.precision, "timed_steps": steps,
+        "recompute": cfg.model.recompute, "precision": cfg.model.precision, "compile": cfg.model.compile,
+        "timed_steps": steps,
         "step_times": step_times, "step_time_median": median, "step_time_min": min(step_times),
         "step_time_max": max(step_times), "step_time_spread": (max(step_times) - min(step_times)) / median,
         "tokens_per_step": cfg.tokens_per_step, "tokens_per_s": cfg.tokens_per_step / median,

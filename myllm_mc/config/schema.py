@@ -75,9 +75,11 @@ class ModelConfig:
     attention_backend: Literal["sdpa", "unfused"] = "sdpa"
     precision: Literal["fp32", "bf16", "fp8"] = "bf16"
     fp8_recipe: Literal["delayed", "current"] = "delayed"
-    compile: bool = False               # torch.compile each transformer layer's forward: fuses the element-wise work
-    #                                     (RoPE, SwiGLU, RMSNorm) that eager megatron runs op by op; the first steps
-    #                                     pay the compilation (docs/benchmarks.md)
+    compile: Union[bool, Literal["auto"]] = "auto"   # torch.compile each transformer layer's forward: fuses the
+    #                                     element-wise work (RoPE, SwiGLU, RMSNorm) that eager megatron runs op by op;
+    #                                     the first step pays the compilation. auto = on for pretraining runs at the
+    #                                     layouts its parity test verifies and long enough to amortise it
+    #                                     (plan/compile_choice.py; `myllm config show` prints what it resolved to)
     moe: MoEConfig = field(default_factory=MoEConfig)   # mixture of experts (num_experts 0 = dense)
 
 

@@ -176,7 +176,7 @@ def _check_moe(cfg: Config) -> None:
 
 
 def _check_compile(cfg: Config) -> None:
-    if cfg.model.compile and cfg.model.recompute != "none":
+    if cfg.model.compile is True and cfg.model.recompute != "none":
         raise ConfigError(f"model.compile with model.recompute={cfg.model.recompute}: activation recomputation inside"
                           " compiled layers is not verified here — fix: --set model.recompute=none or model.compile=false")
 

@@ -11,6 +11,7 @@ The model does not know its layout: the parallel sizes come from parallel_state 
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 from megatron.core import parallel_state as ps
@@ -18,6 +19,8 @@ from megatron.core.models.gpt import GPTModel
 from megatron.core.transformer.moe.moe_layer import MoELayer
 
 from myllm_mc.config.schema import Config
+from myllm_mc.parallel.hardware import cuda_available, resolve_spec
+from myllm_mc.plan.compile_choice import compile_choice
 from myllm_mc.plan.params import padded_vocab_size as plan_padded_vocab_size
 
 from .spec import layer_spec
@@ -30,12 +33,15 @@ def padded_vocab_size(cfg: Config) -> int:
     return plan_padded_vocab_size(cfg.model, cfg.parallel.tensor)
 
 
-def build_model(cfg: Config, on_meta_device: bool = False) -> list:
+def build_model(cfg: Config, on_meta_device: bool = False, pretraining: bool = False) -> list:
     """The GPTModel chunks of this rank (needs `init_distributed(cfg)` first).
 
     on_meta_device: no memory and no initialisation (for counting the 1B preset's parameters).
+    pretraining: the model a pretraining run updates (`model.compile: auto` compiles only those; see
+    plan/compile_choice.py).
     """
     config = transformer_config(cfg, on_meta_device=on_meta_device)
+    compile_now = not on_meta_device and compile_choice(cfg, resolve_spec(cfg.model), cuda_available(), pretraining)[0]
     virtual = ps.get_virtual_pipeline_model_parallel_world_size() or 1
     chunks = []
     with torch.device("meta") if on_meta_device else contextlib.nullcontext():
@@ -56,7 +62,7 @@ def build_model(cfg: Config, on_meta_device: bool = False) -> list:
                 parallel_output=True,
                 vp_stage=vp_stage,
             )
-            if cfg.model.compile and not on_meta_device:
+            if compile_now:
                 compile_layers(model)
             mark_expert_parameters(model)
             chunks.append(model)
@@ -77,6 +83,14 @@ def mark_expert_parameters(model) -> None:
 
 def compile_layers(model) -> None:
     """`torch.compile` each TransformerLayer's forward in place: parameters, state-dict keys and checkpoints stay
-    exactly as in eager mode (no wrapper module), and megatron's collectives between layers stay outside the graphs."""
+    exactly as in eager mode (no wrapper module), and megatron's collectives between layers stay outside the graphs.
+
+    One graph per layer, not five: megatron-core 0.16.1's RowParallelLinear passes `tp_group=None` and
+    `get_tensor_model_parallel_group_if_none` then calls `warnings.warn` on rank 0 at every call, which dynamo
+    cannot trace — a graph break inside the attention output projection and inside the MLP's fc2, each splitting
+    the layer and keeping the element-wise work around them unfused. Dynamo is told to skip `warnings.warn` in
+    traced code (a DeprecationWarning that Python's default filters hide anyway); tests/model/test_compile.py
+    checks that a compiled layer has no graph break."""
+    torch._dynamo.config.ignore_logging_functions.add(warnings.warn)
     for layer in model.decoder.layers:
         layer.forward = torch.compile(layer.forward)

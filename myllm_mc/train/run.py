@@ -78,7 +78,7 @@ def run_objective(cfg: Config, objective: Objective, make_data: Callable[[Config
     runtime = init_distributed(cfg, seed=cfg.training.seed)
     try:
         echo = print if dist.get_rank() == 0 else (lambda message: None)
-        state = setup_state(cfg, echo, runtime)
+        state = setup_state(cfg, echo, runtime, pretraining=isinstance(objective, PretrainObjective))
         data = make_data(cfg, state)
         callbacks = default_callbacks(cfg, dist.get_rank() == 0, echo, from_scratch=objective.from_scratch)
         callbacks.callbacks.extend(extra_callbacks)

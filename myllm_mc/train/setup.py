@@ -68,9 +68,9 @@ def wrap_ddp(cfg: Config, chunks: List) -> List:
     return model
 
 
-def setup_state(cfg: Config, echo=print, runtime=None) -> TrainState:
+def setup_state(cfg: Config, echo=print, runtime=None, pretraining: bool = False) -> TrainState:
     """Initialise distributed state and everything the optimizer step needs. Collective; the caller ends it with
-    `myllm_mc.parallel.state.destroy(process_group=False)`."""
+    `myllm_mc.parallel.state.destroy(process_group=False)`. pretraining: `model.compile: auto` may compile."""
     if runtime is None:
         runtime = init_distributed(cfg, seed=cfg.training.seed)
     if cfg.checkpoint.dir:                  # one run per checkpoint.dir; refused here, before anything is written
@@ -78,7 +78,7 @@ def setup_state(cfg: Config, echo=print, runtime=None) -> TrainState:
     resume_from = on_rank0(lambda: checkpoint.resolve_resume(cfg.checkpoint.resume, cfg.checkpoint.dir, echo))
     if resume_from is not None:             # same model shape and tokenizer, or one line saying what differs
         on_rank0(lambda: compat.check(checkpoint.read_meta(resume_from), cfg, resume_from))
-    chunks = build_model(cfg)
+    chunks = build_model(cfg, pretraining=pretraining)
     lora = cfg.align.lora
     if resume_from is not None and not lora.enabled and checkpoint.read_meta(resume_from).get("lora"):
         raise CheckpointError(f"cannot resume from {resume_from} without LoRA: it holds only adapters — fix:"
