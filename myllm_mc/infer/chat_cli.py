@@ -17,7 +17,7 @@ from dataclasses import replace
 from myllm_mc.config.arguments import add_config_arguments
 from myllm_mc.parallel.launch import launcher_world_size
 
-from .generate_cli import add_sampling_arguments, sampling_from
+from .generate_cli import add_sampling_arguments, draft_config, sampling_from
 from .loader import inference_config, load_generator, load_tokenizer, resolve_checkpoint
 from .sampling import GenerationError
 
@@ -77,12 +77,17 @@ def main(argv) -> int:
         resolve_checkpoint(args.checkpoint, cfg)
         load_tokenizer(cfg)
         params = replace(sampling_from(args), ignore_eos=args.ignore_eos)
+        draft_cfg = draft_config(args, cfg)
     except GenerationError as err:
         print(f"myllm chat: {err}", file=sys.stderr)
         return 2
     print(f"loading {args.checkpoint} ...", flush=True)
+    drafter = None
+    if draft_cfg is not None:
+        from .draft_model import load_drafter
+        drafter = load_drafter(cfg, draft_cfg, args.draft_checkpoint, args.speculative, args.max_seq_length)
     gen = load_generator(cfg, args.checkpoint, max_batch_size=1, max_seq_length=args.max_seq_length, seed=args.seed,
-                         speculative=args.speculative)
+                         speculative=args.speculative, drafter=drafter)
     tokenizer = gen.tokenizer
     budget = gen.max_seq - min(params.max_new_tokens, gen.max_seq // 2)
     print("chat ready — /reset clears the history, /exit or Ctrl-D quits, Ctrl-C stops a reply", flush=True)
@@ -111,12 +116,15 @@ def main(argv) -> int:
                   " — shorten it)")
             history = history[:-1]
             continue
+        gen.reset_stats()
         reply, completion = _reply(gen, ids, params)
         history.append({"role": "assistant", "content": reply})
         if completion is not None:
+            drafts = (f" · speculative {100 * gen.stats.acceptance_rate:.0f}% of {gen.stats.drafted_tokens} drafts"
+                      " accepted" if gen.stats.drafted_tokens else "")
             print(f"  [{completion.completion_tokens} tokens · {completion.decode_tokens_per_s:.1f} tok/s ·"
                   f" first token {completion.time_to_first_token_s * 1e3:.0f} ms · context {len(ids)}/{gen.max_seq}"
-                  f" · {completion.cached_tokens} cached]")
+                  f" · {completion.cached_tokens} cached{drafts}]")
     # megatron-core: see generator.py
     from myllm_mc.parallel.state import destroy
     destroy()

@@ -6,6 +6,10 @@ its own "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"; it wr
 stdout): text, token counts, finish reason, tokens/s. The last line (stderr) gives prefill and decode tokens/s,
 time to first token, the KV cache's bytes beside the planner's figure, and the decode bandwidth bound.
 
+`--speculative K` drafts K tokens per step of a lone request by prompt lookup, or with a draft model of the same
+tokenizer: `--draft-config CFG --draft-checkpoint DIR [--draft-set KEY=VALUE ...]` (infer/draft_model.py; one
+process); the numbers line then reports the acceptance, and the line before it the draft model's calls and time.
+
 `--nproc-per-node N --set parallel.tensor=N` (or pipeline) runs it over N processes, as for training.
 Every input is checked before any process starts: a bad config, checkpoint path, prompt file, empty prompt or a
 prompt longer than the context exits 2 with one line.
@@ -50,7 +54,31 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seq-length", type=int, default=None,
                         help="longest sequence (default model.seq_length); the KV cache is sized to the requests")
     parser.add_argument("--speculative", type=int, default=0, metavar="K",
-                        help="speculative decoding of a lone request: K prompt-lookup draft tokens per step (0 = off)")
+                        help="speculative decoding of a lone request: K draft tokens per step (0 = off); drafted by"
+                        " prompt lookup, or by --draft-config/--draft-checkpoint")
+    parser.add_argument("--draft-config", default=None, metavar="CFG",
+                        help="a draft model's config (same tokenizer) for --speculative: it drafts greedily")
+    parser.add_argument("--draft-checkpoint", default=None, metavar="DIR", help="the draft model's checkpoint")
+    parser.add_argument("--draft-set", dest="draft_overrides", action="extend", nargs="+", default=[],
+                        metavar="KEY=VALUE", help="override a field of the draft config, as --set")
+
+
+def draft_config(args, cfg, world_size: int = 1, tokenizer_path=None):
+    """The draft model's config, checked against the target (`draft_model.check_draft`), or None without
+    --draft-config/--draft-checkpoint; GenerationError (one line) before any weight is read."""
+    if args.draft_config is None and args.draft_checkpoint is None:
+        if args.draft_overrides:
+            raise GenerationError("--draft-set without a draft model — fix: add --draft-config CFG"
+                                  " --draft-checkpoint DIR, or drop --draft-set")
+        return None
+    if args.draft_config is None or args.draft_checkpoint is None:
+        missing = "--draft-config" if args.draft_config is None else "--draft-checkpoint"
+        raise GenerationError(f"a draft model needs both --draft-config and --draft-checkpoint — fix: add {missing}")
+    from .draft_model import check_draft
+
+    draft_cfg = inference_config(args.draft_config, args.draft_overrides, world_size=1)
+    check_draft(cfg, draft_cfg, args.draft_checkpoint, args.speculative, world_size, tokenizer_path)
+    return draft_cfg
 
 
 def sampling_from(args, line: dict | None = None) -> SamplingParams:
@@ -151,6 +179,7 @@ def _checked_inputs(args, world_size):
     resolve_checkpoint(args.checkpoint, cfg)
     tokenizer = load_tokenizer(cfg)
     max_seq = args.max_seq_length or cfg.model.seq_length
+    args.draft_cfg = draft_config(args, cfg, world_size)
     return cfg, tokenizer, read_requests(args, tokenizer, max_seq)
 
 
@@ -172,8 +201,12 @@ def _run(args, cfg, requests) -> int:
     # megatron-core with the model, after the inputs are checked (see generator.py)
     from myllm_mc.parallel.state import destroy
 
+    drafter = None
+    if args.draft_cfg is not None:
+        from .draft_model import load_drafter
+        drafter = load_drafter(cfg, args.draft_cfg, args.draft_checkpoint, args.speculative, args.max_seq_length)
     gen = load_generator(cfg, args.checkpoint, max_batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-                         speculative=args.speculative)
+                         speculative=args.speculative, drafter=drafter)
     lead = dist.get_rank() == 0
     try:
         if args.prompt is not None:
@@ -187,6 +220,8 @@ def _run(args, cfg, requests) -> int:
             _run_jsonl(args, gen, requests, lead)
         bandwidth, source = device_bandwidth(cfg.plan.gpu)
         if lead:
+            if drafter is not None:
+                print(drafter.line(), file=sys.stderr, flush=True)
             print(run_numbers(gen, bandwidth, source).line(), file=sys.stderr, flush=True)
     finally:
         destroy()

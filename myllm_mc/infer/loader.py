@@ -78,9 +78,10 @@ PREFIX_CACHE_MIB = 256      # the prefix cache of a generator on frozen weights 
 
 def load_generator(cfg, checkpoint, max_batch_size: int = 8, max_seq_length: Optional[int] = None,
                    seed: Optional[int] = None, tokenizer_path=None, prefix_cache_mib: float = PREFIX_CACHE_MIB,
-                   forward: str = "auto", speculative: int = 0):
+                   forward: str = "auto", speculative: int = 0, drafter=None):
     """Initialise the process group for cfg's layout, load the model and the tokenizer, return a Generator
-    (the weights are frozen, so its prefix cache is on)."""
+    (the weights are frozen, so its prefix cache is on). `drafter`: speculative decoding's drafter (default prompt
+    lookup; `draft_model.load_drafter` for a draft model)."""
     from myllm_mc.parallel.state import init_distributed
 
     resolve_checkpoint(checkpoint, cfg, tokenizer_path)    # a bad path or config fails before anything heavy
@@ -91,4 +92,5 @@ def load_generator(cfg, checkpoint, max_batch_size: int = 8, max_seq_length: Opt
         raise GenerationError(f"tokenizer has {tokenizer.vocab_size} entries but the model {cfg.model.vocab_size}"
                               " — fix: use the tokenizer the model was trained with (data.tokenizer)")
     return Generator(model, tokenizer, cfg.model, max_batch_size=max_batch_size, max_seq_length=max_seq_length,
-                     seed=seed, forward=forward, prefix_cache_mib=prefix_cache_mib, speculative=speculative)
+                     seed=seed, forward=forward, prefix_cache_mib=prefix_cache_mib, speculative=speculative,
+                     **({"drafter": drafter} if drafter is not None else {}))
