@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from myllm_mc.model.llama_layout import LlamaShape, from_gguf_rotary, gguf_to_hf_names, rotary_heads
-from myllm_mc.model.moe_layout import unstack_from_gguf
+from myllm_mc.model.moe_layout import expert_style, unstack_from_gguf
 
 from .families import Family, family_for_gguf
 from .families.common import rope_base
@@ -197,7 +197,7 @@ def import_gguf(path: str | Path, out: str | Path, base: Optional[str] = None) -
     family = family_for_gguf(fields["general.architecture"], str(path), "moe" in model)
     moe = model.get("moe")
     experts = dict(experts=moe["num_experts"], expert_ffn=moe["ffn_hidden_size"], moe_layers=(1,) * model["num_layers"],
-                   moe_style="mixtral" if family.name == "mixtral" else "qwen3_moe") if moe else {}
+                   moe_style=expert_style(family.name)) if moe else {}
     shape = LlamaShape(model["num_layers"], model["hidden_size"], model["num_attention_heads"],
                        model["num_query_groups"], model["kv_channels"], model["ffn_hidden_size"],
                        model["vocab_size"], tied, qkv_bias=model["qkv_bias"], qk_norm=model["qk_norm"], **experts)

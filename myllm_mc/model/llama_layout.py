@@ -55,7 +55,7 @@ class LlamaShape:
         m, moe = model_cfg, model_cfg.moe
         experts = dict(experts=moe.num_experts, expert_ffn=moe.ffn_hidden_size or m.ffn_hidden_size,
                        moe_layers=tuple(moe_layer_pattern(m)),
-                       moe_style="mixtral" if m.family == "mixtral" else "qwen3_moe") if moe.num_experts else {}
+                       moe_style=moe_layout.expert_style(m.family)) if moe.num_experts else {}
         return cls(m.num_layers, m.hidden_size, m.num_attention_heads, m.num_query_groups, m.kv_channels,
                    m.ffn_hidden_size, m.vocab_size, m.tie_embeddings, qkv_bias=m.qkv_bias, qk_norm=m.qk_norm,
                    **experts)

@@ -33,6 +33,14 @@ HF_EXPERT_NAMES = {
     "qwen3_moe": ExpertNames("mlp", "gate_proj", "up_proj", "down_proj"),
     "mixtral": ExpertNames("block_sparse_moe", "w1", "w3", "w2"),
 }
+
+
+def expert_style(family: str) -> str:
+    """The HF expert names of a model.family (a new MoE family with other names adds its entry above); models
+    trained here use Qwen3-MoE's, the names most MoE releases share."""
+    return family if family in HF_EXPERT_NAMES else "qwen3_moe"
+
+
 GGUF_EXPERTS = {"gate": "ffn_gate_exps.weight", "up": "ffn_up_exps.weight", "down": "ffn_down_exps.weight"}
 GGUF_ROUTER = "ffn_gate_inp.weight"
 ROUTER = "mlp.router.weight"
