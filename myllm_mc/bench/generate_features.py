@@ -1,12 +1,16 @@
 """What prefix caching and speculative decoding buy on a real checkpoint, each against itself switched off, alternated:
 
     python -m myllm_mc.bench.generate_features CONFIG --checkpoint DIR [--rounds 3] [--json F]
+    python -m myllm_mc.bench.generate_features CONFIG --checkpoint DIR --draft-config CFG --draft-checkpoint DIR2 \
+        [--draft-set KEY=VALUE ...] [--draft-tokens K]       # draft-model speculation vs plain, only that
 
 Prefix caching: a first request with a `--prefix-tokens` prompt (text from the shipped corpus) then a second one
 with the same prefix and a different question; the second request's time to first token and the prompt tokens
 it prefilled, with the cache on and off. Speculative decoding (prompt lookup, k drafts): batch-1 greedy decode of
 three chat prompts (one that asks to repeat a passage, one that edits a list, one open story) with and without it:
-decode tokens/s, acceptance rate, and whether the tokens are identical (they must be).
+decode tokens/s, acceptance rate, and whether the tokens are identical (they must be). With a draft model: the
+same prompts plus a continuation of corpus text, plain vs drafts of the draft model (infer/draft_model.py), the same
+numbers plus the share of the decode time spent in the draft model and the prompt tokens it prefilled per call.
 """
 
 from __future__ import annotations
@@ -97,6 +101,75 @@ def speculative_rounds(model, tokenizer, cfg, k: int, new_tokens: int, rounds: i
     return rows
 
 
+def draft_rounds(cfg, checkpoint, draft_cfg, draft_checkpoint, k: int, new_tokens: int, rounds: int) -> list:
+    """Plain batch-1 greedy decode vs speculation with the draft model's k greedy drafts, alternated, medians."""
+    from myllm_mc.infer import SamplingParams, load_generator
+    from myllm_mc.infer.draft_model import load_drafter
+
+    plain = load_generator(cfg, checkpoint, max_batch_size=1, seed=0)
+    drafter = load_drafter(cfg, draft_cfg, draft_checkpoint, k)
+    spec = load_generator(cfg, checkpoint, max_batch_size=1, seed=0, speculative=k, drafter=drafter)
+    tokenizer = plain.tokenizer
+    passage = corpus_text(500)
+    prompts = [("corpus text continued", tokenizer.encode(corpus_text(2000)[1000:1400]))]
+    prompts += [(t[:40], tokenizer.encode_chat([{"role": "user", "content": t.format(passage=passage)}],
+                                               add_generation_prompt=True)[0]) for t in SPEC_PROMPTS]
+    params = SamplingParams(temperature=0, max_new_tokens=new_tokens, ignore_eos=True)
+    rows = []
+    for name, ids in prompts:
+        ids = ids[:cfg.model.seq_length - new_tokens - k - 1]
+        runs = {"plain": [], "spec": []}
+        for r in range(rounds):
+            for mode in (("plain", "spec") if r % 2 == 0 else ("spec", "plain")):
+                gen = plain if mode == "plain" else spec
+                gen.clear_prefix_cache()
+                drafter.generator.clear_prefix_cache()
+                gen.reset_stats()
+                drafter.reset_stats()
+                out = gen.generate([ids], params)[0]
+                s = gen.stats
+                runs[mode].append({"tok_s": s.decode_tokens_per_s, "tokens": out.token_ids,
+                                   "acceptance": s.acceptance_rate, "drafted": s.drafted_tokens,
+                                   "draft_share": drafter.seconds / s.decode_s if mode == "spec" else 0.0,
+                                   "draft_prefilled": drafter.stats()["prefilled_per_call"],
+                                   "draft_calls": drafter.calls, "steps": s.decode_steps})
+        ours = statistics.median(x["tok_s"] for x in runs["spec"])
+        base = statistics.median(x["tok_s"] for x in runs["plain"])
+        last = runs["spec"][-1]
+        rows.append({"prompt": name, "prompt_tokens": len(ids), "plain_tok_s": round(base, 2),
+                     "speculative_tok_s": round(ours, 2), "speed_up": round(ours / base, 2),
+                     "acceptance": round(last["acceptance"], 3), "drafted": last["drafted"],
+                     "decode_steps": last["steps"], "draft_calls": last["draft_calls"],
+                     "draft_share": round(statistics.median(x["draft_share"] for x in runs["spec"]), 3),
+                     "draft_prefilled_per_call": round(last["draft_prefilled"], 1),
+                     "identical": all(x["tokens"] == runs["plain"][0]["tokens"] for x in runs["spec"] + runs["plain"])})
+    return rows
+
+
+def main_draft(args) -> int:
+    from myllm_mc.infer import inference_config
+
+    cfg = inference_config(args.config, [], world_size=1)
+    draft_cfg = inference_config(args.draft_config, args.draft_overrides, world_size=1)
+    before = os.getloadavg()
+    rows = draft_rounds(cfg, args.checkpoint, draft_cfg, args.draft_checkpoint, args.draft_tokens, args.new_tokens,
+                        args.rounds)
+    after = os.getloadavg()
+    print(f"speculative decoding with a draft model, k={args.draft_tokens}, greedy, {args.new_tokens} new tokens,"
+          f" {args.rounds} alternated rounds, medians (load {before[0]:.1f} before, {after[0]:.1f} after):")
+    print("| prompt | tokens | plain tok/s | draft-model tok/s | speed-up | acceptance | decode steps |"
+          " draft share of decode time | draft prefill/call | identical |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['prompt']}… | {r['prompt_tokens']} | {r['plain_tok_s']:.1f} | {r['speculative_tok_s']:.1f} |"
+              f" {r['speed_up']:.2f}× | {100 * r['acceptance']:.0f}% of {r['drafted']} |"
+              f" {r['decode_steps']} | {100 * r['draft_share']:.0f}% | {r['draft_prefilled_per_call']:.1f} |"
+              f" {r['identical']} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"draft_model": rows, "load": [before, after]}, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m myllm_mc.bench.generate_features", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,7 +180,12 @@ def main(argv=None) -> int:
     parser.add_argument("--draft-tokens", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=96)
     parser.add_argument("--json")
+    parser.add_argument("--draft-config", help="a draft model's config: measure draft-model speculation only")
+    parser.add_argument("--draft-checkpoint")
+    parser.add_argument("--draft-set", dest="draft_overrides", action="extend", nargs="+", default=[])
     args = parser.parse_args(argv)
+    if args.draft_config:
+        return main_draft(args)
     from myllm_mc.infer import inference_config, load_generator
 
     cfg = inference_config(args.config, [], world_size=1)

@@ -1,20 +1,23 @@
-"""Speculative decoding with prompt-lookup drafts: guess the next tokens from the context, check them in one forward.
+"""Speculative decoding: guess the next tokens (prompt lookup, or a draft model), check them in one forward.
 
 Why: a batch-1 decode step reads every weight to produce one token; a forward over 1 + k tokens reads them once too
 and costs little more on a bandwidth-bound device, so every accepted guess is a token for (almost) free. The
 drafter needs no second model: it finds the latest earlier occurrence of the last n tokens (n = 3, 2, 1) in the
 prompt and the text so far and proposes the k tokens that followed it (prompt lookup / n-gram drafting; it pays
 off where the output repeats its context: code edits, extraction, quoting, chat over a document, and the loops
-of small models). No draft model of our tokenizer exists here, so a model drafter is not built. Where guesses
-keep failing (open-ended text), a wider forward is wasted, so after a step that accepted nothing the request
-drafts again only after 1, 2, 4 ... 16 plain steps (`backoff`).
+of small models). The other drafter is a draft model: a smaller model of the same tokenizer that drafts its k
+greedy tokens (`draft_model.ModelDrafter`, `--draft-config/--draft-checkpoint`). Where guesses keep failing
+(open-ended text), a wider forward is wasted, so after a step that accepted nothing the request drafts again only
+after 1, 2, 4 ... 16 plain steps (`backoff`), whichever the drafter.
 
 Verification (`accept`) keeps the target model's distribution exactly. Greedy: drafts are accepted while each
 equals the argmax at its position, then the argmax after the last accepted one is added, so the output is the
 plain greedy output token for token. Sampling: the draft is a point mass q = δ(d), so the standard rule "accept d
 with probability min(1, p(d)/q(d)) = p(d), else draw from (p − q)+ normalised = p without d" emits a token
 distributed as p (the filtered distribution after temperature/top-k/top-p); after k acceptances one more token
-is drawn from p at the next position. tests/infer/test_speculative.py checks both, the second by frequencies.
+is drawn from p at the next position. Any drafter whose guess is fixed before the draw is such a point mass (a
+draft model drafting greedily is one), so the rule is exact for both. tests/infer/test_speculative.py checks both,
+the second by frequencies; tests/infer/test_draft_model.py again with a draft model, end to end.
 """
 
 from __future__ import annotations
