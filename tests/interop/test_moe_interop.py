@@ -38,16 +38,25 @@ PUBLISHED = {   # (config.json, preset, total, active): "30.5B / 3.3B activated"
 
 
 @pytest.mark.parametrize("name", PUBLISHED)
-def test_published_total_and_active_counts(name, tmp_path):
-    """The preset and `myllm plan --from-hf` on the release's config.json (a subprocess, no weights) both give the
-    published counts: total = embeddings + L × (attention + router + E experts + norms) + final norm + output;
-    active = total − L × (E − k) × 3·h·f_e."""
+def test_published_total_and_active_counts(name, tmp_path, single_rank):
+    """The preset, the megatron-core GPTModel built from it on the meta device, and `myllm plan --from-hf` on the
+    release's config.json (a subprocess, no weights) all give the published counts: total = embeddings + L ×
+    (attention + router + E experts + norms) + final norm + output; active = total − L × (E − k) × 3·h·f_e."""
     from myllm_mc.config import load
+    from myllm_mc.model import build_model, parameter_counts
+    from myllm_mc.parallel.state import init_distributed
     from myllm_mc.plan.params import parameter_breakdown
 
     config, total, active = PUBLISHED[name]
-    planned = parameter_breakdown(load(f"configs/{name}.yaml", world_size=8).model)
+    cfg = load(f"configs/{name}.yaml", ["parallel.world_size=auto", "parallel.expert=1",
+                                        "training.global_batch_size=1"], world_size=1)
+    planned = parameter_breakdown(cfg.model)
     assert (planned.total, planned.active) == (total, active)
+    init_distributed(cfg)
+    chunks = build_model(cfg, on_meta_device=True)
+    assert parameter_counts(chunks)["total"] == total
+    mlp = chunks[0].decoder.layers[0].mlp
+    assert len(mlp.experts.local_experts) == cfg.model.moe.num_experts and mlp.router.topk == cfg.model.moe.top_k
     (tmp_path / name).mkdir()
     (tmp_path / name / "config.json").write_text(json.dumps(config))
     done = subprocess.run([sys.executable, "-m", "myllm_mc.cli", "plan", "--from-hf", str(tmp_path / name), "--json"],
