@@ -64,7 +64,8 @@ class ModelConfig:
     qkv_bias: bool = False              # bias on the q, k, v projections only (Qwen2); add_bias puts one on every linear
     qk_norm: bool = False               # RMSNorm over each query and key head before RoPE (Qwen3)
     family: str = "llama"               # the HF / GGUF architecture export writes (myllm_mc/interop/families:
-    #                                     llama, mistral, qwen2, qwen3); import sets it from the file
+    #                                     llama, mistral, qwen2, qwen3, qwen3_moe, mixtral); import sets it
+    #                                     from the file
     tie_embeddings: bool = True
     init_std: float = 0.02
     make_vocab_size_divisible_by: int = 128
