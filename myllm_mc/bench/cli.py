@@ -38,7 +38,7 @@ from myllm_mc.parallel.launch import (
 
 from .measure import bench_overrides, compile_override, layout_label
 from .megatron_lm import run_megatron_lm
-from .report import best_layout, format_run, mark_fits, plot_sweep, relative_to_first, write_tables
+from .report import best_layout, format_run, mark_fits, plot_sweep, relative_rounds, relative_to_first, write_tables
 from .sweep import parse_sweep, plan_sweep
 from .synthetic import synthetic_overrides
 
@@ -157,6 +157,7 @@ def _finish(args, plan, rows, world: int, out: Path, seconds: float) -> int:
              "steps": args.steps, "memory_limit": limit, "memory_limit_label": limit_label,
              "best": best["layout"] if best else None, "baselines": baselines, "seconds": seconds,
              "relative": relative_to_first(rows), "environment": environment()}
+    extra["relative_rounds"] = relative_rounds(extra["relative"])
     csv_path, json_path = write_tables(rows, plan.skipped, out, extra)
     chart = plot_sweep(rows, out / "sweep.png", f"{args.config} on {world} rank(s): {extra['environment']['device']}",
                        limit)
@@ -176,6 +177,10 @@ def _finish(args, plan, rows, world: int, out: Path, seconds: float) -> int:
         planner = f" (planner {rel['planner_memory']:.2f}×)" if rel["planner_memory"] else ""
         print(f"{rel['layout']:<34} vs {rel['reference']}: tokens/s/GPU {rel['tokens_per_s_per_gpu']:.2f}× (fastest"
               f" steps {rel['tokens_per_s_best_step']:.2f}×), memory {rel['memory']:.2f}×{planner}")
+    for rel in extra["relative_rounds"]:
+        print(f"{rel['layout']:<34} vs {rel['reference']} over {rel['rounds']} rounds: tokens/s/GPU median"
+              f" {rel['tokens_per_s_per_gpu']:.2f}× ({rel['low']:.2f}–{rel['high']:.2f}×), fastest steps median"
+              f" {rel['tokens_per_s_best_step']:.2f}×")
     ok = [r for r in rows if r.get("status") == "ok"]
     if best:
         print(f"best layout that fits ({limit_label}): {best['layout']} — "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -55,18 +56,40 @@ def best_layout(rows: Sequence[dict], memory_limit: Optional[int]) -> Optional[d
 def relative_to_first(rows: Sequence[dict]) -> List[dict]:
     """Each later completed run's tokens/s per GPU and memory as multiples of the first completed run's: the
     sweep's first combination is the reference (e.g. the dense model, `--sweep model.moe.num_experts=0,16`),
-    measured in the same launch on the same machine, so the ratios hold even where load moves the absolutes."""
+    measured in the same launch on the same machine. A sweep repeated in rounds (a leading axis that does not
+    change the layout, e.g. `training.seed=1,2,3`) compares each run with its own round's reference, the latest
+    run of the reference's layout before it, so a load burst in one round does not decide every ratio."""
     done = [r for r in rows if r.get("status") == "ok"]
     if len(done) < 2:
         return []
-    ref = done[0]
-    return [{"layout": r["layout"], "reference": ref["layout"],
-             "tokens_per_s_per_gpu": r["tokens_per_s_per_gpu"] / ref["tokens_per_s_per_gpu"],
-             # the fastest step of each: the least disturbed by other load on a shared machine
-             "tokens_per_s_best_step": ref["step_time_min"] / r["step_time_min"],
-             "memory": r["memory_max"] / ref["memory_max"],
-             "planner_memory": r["planner_memory"] / ref["planner_memory"] if ref["planner_memory"] else None}
-            for r in done[1:]]
+    ref, out = done[0], []
+    for r in done[1:]:
+        if r["layout"] == done[0]["layout"]:
+            ref = r
+            continue
+        out.append({"layout": r["layout"], "reference": ref["layout"],
+                    "tokens_per_s_per_gpu": r["tokens_per_s_per_gpu"] / ref["tokens_per_s_per_gpu"],
+                    # the fastest step of each: the least disturbed by other load on a shared machine
+                    "tokens_per_s_best_step": ref["step_time_min"] / r["step_time_min"],
+                    "memory": r["memory_max"] / ref["memory_max"],
+                    "planner_memory": r["planner_memory"] / ref["planner_memory"] if ref["planner_memory"] else None})
+    return out
+
+
+def relative_rounds(relative: Sequence[dict]) -> List[dict]:
+    """Per layout compared more than once (rounds): the median of its per-round ratios and their range."""
+    by_layout: dict = {}
+    for rel in relative:
+        by_layout.setdefault(rel["layout"], []).append(rel)
+    summary = []
+    for layout, rels in by_layout.items():
+        if len(rels) > 1:
+            ratios = sorted(r["tokens_per_s_per_gpu"] for r in rels)
+            best = sorted(r["tokens_per_s_best_step"] for r in rels)
+            summary.append({"layout": layout, "reference": rels[0]["reference"], "rounds": len(rels),
+                            "tokens_per_s_per_gpu": statistics.median(ratios), "low": ratios[0], "high": ratios[-1],
+                            "tokens_per_s_best_step": statistics.median(best)})
+    return summary
 
 
 def mark_fits(rows: Sequence[dict], memory_limit: Optional[int]) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from myllm_mc.bench.gpu_check import MOE_CONFIG, bench_command, check_configs, moe_overrides, moe_plan
 from myllm_mc.bench.measure import layout_label
-from myllm_mc.bench.report import relative_to_first
+from myllm_mc.bench.report import relative_rounds, relative_to_first
 from myllm_mc.bench.sweep import parse_sweep, plan_sweep
 from myllm_mc.config import load
 from myllm_mc.plan.memory import memory_per_gpu
@@ -44,6 +44,23 @@ def test_runs_are_reported_against_the_first_one():
     assert moe == {"layout": "moe", "reference": "dense", "tokens_per_s_per_gpu": 0.4, "tokens_per_s_best_step": 0.5,
                    "memory": 1.5, "planner_memory": pytest.approx(1.4)}
     assert relative_to_first(rows[:2]) == []                              # one measured run: nothing to compare
+    assert relative_rounds(relative_to_first(rows)) == []                 # one round
+
+
+def test_a_sweep_in_rounds_compares_each_run_with_its_own_rounds_reference():
+    def row(layout, tokens, step_min):
+        return {"status": "ok", "layout": layout, "tokens_per_s_per_gpu": tokens, "step_time_min": step_min,
+                "memory_max": 100, "planner_memory": 100}
+    # --sweep training.seed=1,2,3 model.moe.num_experts=0,16: the machine is twice as busy in round 2
+    rows = [row("dense", 1000.0, 1.0), row("moe", 700.0, 1.5), row("dense", 500.0, 2.0), row("moe", 300.0, 4.0),
+            row("dense", 1000.0, 1.0), row("moe", 800.0, 1.2)]
+    relative = relative_to_first(rows)
+    assert [r["tokens_per_s_per_gpu"] for r in relative] == pytest.approx([0.7, 0.6, 0.8])
+    (summary,) = relative_rounds(relative)
+    assert summary["rounds"] == 3 and summary["reference"] == "dense"
+    assert summary["tokens_per_s_per_gpu"] == pytest.approx(0.7)
+    assert (summary["low"], summary["high"]) == pytest.approx((0.6, 0.8))
+    assert summary["tokens_per_s_best_step"] == pytest.approx(1 / 1.5)
 
 
 def test_gpu_check_moe_step_is_the_largest_preset_cut_that_fits_one_gpu():
