@@ -7,6 +7,8 @@ values in one torchrun launch (invalid ones are listed as skipped with the reaso
 and sweep.png under --out, and names the fastest layout per GPU whose measured memory fits --memory-limit-gib. Each later run is also shown as a
 multiple of the first one's tokens/s per GPU and memory, so put the reference first: e.g. a dense model against
 its MoE sibling at EP 1 and 2, `configs/tiny_moe.yaml --sweep model.moe.num_experts=0,16 parallel.expert=1,2`.
+On a shared machine, repeat it in rounds with a leading axis that keeps the layout (`training.seed=1,2,3`): each
+run is then compared with its own round's reference, and the median of the per-round ratios is printed.
 --baseline adds a plain-PyTorch model of the same architecture on one device; --megatron-lm PATH runs
 Megatron-LM's pretrain_gpt.py on the same configuration with mock data. Both are reported as ratios to ours.
 
