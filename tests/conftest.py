@@ -19,6 +19,7 @@ SLOW = {
     "tests/infer/test_layouts.py": "torchrun: TP=2 and PP=2 generation",
     "tests/align/test_moe_finetune.py::test_generate_at_ep2": "torchrun: MoE generation at expert parallelism 2",
     "tests/infer/test_cli.py::test_chat_in_a_terminal": "`myllm chat` in a pseudo-terminal",
+    "tests/infer/test_draft_model.py::test_generate_with_a_draft_model": "`myllm generate` loading a target and a draft",
     "tests/bench/test_bench_sweep.py": "a layout sweep: one torchrun per layout",
     "tests/bench/test_decode_bench.py": "decode benchmark subprocesses",
     "tests/bench/test_gpu_check.py": "the whole GPU check script on CPU",

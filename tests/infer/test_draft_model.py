@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,25 @@ def test_a_draft_of_another_tokenizer_is_refused_in_one_line(trained, tmp_path):
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "another tokenizer than the target's" in lines[0] and "fix:" in lines[0], lines
+
+
+def test_generate_with_a_draft_model_prints_its_calls_and_the_acceptance(trained, generator, corpus_prompts):
+    """`myllm generate --speculative 4 --draft-config --draft-checkpoint` end to end, the draft being the target's own
+    checkpoint (every draft accepted): the plain greedy text, the draft line, the acceptance in the numbers line."""
+    prompt = generator.tokenizer.decode(corpus_prompts[2])
+    done = subprocess.run(
+        [sys.executable, "-m", "myllm_mc.cli", "generate", "configs/tiny.yaml", "--set", *trained["overrides"],
+         "--checkpoint", trained["checkpoint"], "--prompt", prompt, "--speculative", "4", "--temperature", "0",
+         "--max-new-tokens", "16", "--draft-config", "configs/tiny.yaml", "--draft-set", *trained["overrides"],
+         "--draft-checkpoint", trained["checkpoint"]],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = generator.generate([generator.tokenizer.encode(prompt)],
+                                  SamplingParams(temperature=0, max_new_tokens=16))[0]
+    assert done.stdout.rstrip("\n") == expected.text
+    lines = done.stderr.strip().splitlines()
+    assert re.match(r"draft model: [1-9]\d* calls, [\d.]+ s, [\d.]+ prompt tokens prefilled", lines[-2]), lines[-2]
+    assert re.search(r"speculative 100% of [1-9]\d* drafts accepted$", lines[-1]), lines[-1]
 
 
 def test_draft_checks_name_the_problem(trained):
