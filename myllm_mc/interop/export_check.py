@@ -5,7 +5,10 @@ llama.cpp for GGUF), never by our own reader.
 GGUF without llama.cpp (llama-cpp-python is an sdist-only, optional install): the file is read instead by
 transformers' GGUF loader, which parses and dequantizes it with the `gguf` package and un-permutes Q/K itself —
 no code of ours — so it is still an independent check of the mapping; the line names the reader, and one more
-line on stderr says how to get the llama.cpp check (llama.cpp stays the reference in CI).
+line on stderr says how to get the llama.cpp check (llama.cpp stays the reference in CI). Not for mixture-of-experts
+files: transformers 5.24's GGUF reader builds `llama` files with experts (Mixtral) as a dense Llama whose MLPs it
+leaves at random initialisation, and reads `qwen3moe` without its expert size (it ignores
+expert_feed_forward_length); such a check is refused in one line naming the llama.cpp install.
 
 One line: perplexity of both, their relative difference, top-1 agreement and the largest logit difference. The
 export is refused (exit 1, the files are kept for inspection) when top-1 agreement falls below the type's floor:
@@ -102,6 +105,11 @@ def check_export(cfg, checkpoint: str, kind: str, path, fmt: str, windows: int =
     else:
         program, note = gguf_reader()
         read = _gguf_llama_cpp if program == LLAMA_CPP else _gguf_transformers
+        if program != LLAMA_CPP and cfg.model.moe.num_experts:
+            raise ExportMismatch(f"{note.split(';')[0]}, and {TRANSFORMERS_GGUF} cannot check a mixture-of-experts GGUF"
+                                 " (it reads Mixtral's as a dense Llama and Qwen3-MoE's without the expert size); the"
+                                 f" export is written at {path} — fix: for the llama.cpp check: "
+                                 f"{llama_cpp_install_hint()}")
         if note:
             print(note, file=sys.stderr)
     tokenizer = Tokenizer(cfg.data.tokenizer)

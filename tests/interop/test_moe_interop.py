@@ -173,3 +173,18 @@ def test_moe_export_check_as_users_run_it(family_imports, tmp_path):
         line = next(line for line in done.stdout.splitlines() if line.startswith("check ("))
         print(f"{family} {fmt}: {line}")
         assert words in line and "top-1 agreement 100.00%" in line, line
+
+
+def test_moe_gguf_check_without_llama_cpp_is_refused(family_imports, tmp_path, monkeypatch):
+    """Without llama.cpp, `export gguf --check` falls back to transformers' GGUF reader, which cannot read MoE files
+    (Mixtral's as a dense Llama with random MLPs: logits off by 6.6 on the test model; Qwen3-MoE's fails on the
+    expert size): one line naming the llama.cpp install instead of a wrong verdict."""
+    from myllm_mc.interop import export_check
+
+    monkeypatch.setattr(export_check, "llama_cpp_available", lambda: False)
+    entry = family_imports["mixtral"]
+    with pytest.raises(export_check.ExportMismatch) as err:
+        export_check.check_export(entry["cfg"], str(entry["checkpoint"]), "gguf", tmp_path / "m.gguf", "f32")
+    line = str(err.value)
+    assert len(line.splitlines()) == 1 and "cannot check a mixture-of-experts GGUF" in line, line
+    assert "fix: for the llama.cpp check: bash tools/install_llama_cpp.sh" in line, line
