@@ -10,7 +10,8 @@ it prefilled, with the cache on and off. Speculative decoding (prompt lookup, k 
 three chat prompts (one that asks to repeat a passage, one that edits a list, one open story) with and without it:
 decode tokens/s, acceptance rate, and whether the tokens are identical (they must be). With a draft model: the
 same prompts plus a continuation of corpus text, plain vs drafts of the draft model (infer/draft_model.py), the same
-numbers plus the share of the decode time spent in the draft model and the prompt tokens it prefilled per call.
+numbers plus the process CPU time per token (steadier than wall time on a shared machine: time waiting for a core
+is not counted), the share of the decode time spent in the draft model and the prompt tokens it prefilled per call.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 CORPUS = Path(__file__).resolve().parents[2] / "data" / "corpus.jsonl.zst"
@@ -126,9 +128,12 @@ def draft_rounds(cfg, checkpoint, draft_cfg, draft_checkpoint, k: int, new_token
                 drafter.generator.clear_prefix_cache()
                 gen.reset_stats()
                 drafter.reset_stats()
+                cpu = time.process_time()
                 out = gen.generate([ids], params)[0]
+                cpu = time.process_time() - cpu
                 s = gen.stats
                 runs[mode].append({"tok_s": s.decode_tokens_per_s, "tokens": out.token_ids,
+                                   "cpu_ms_per_token": 1e3 * cpu / max(len(out.token_ids), 1),
                                    "acceptance": s.acceptance_rate, "drafted": s.drafted_tokens,
                                    "draft_share": drafter.seconds / s.decode_s if mode == "spec" else 0.0,
                                    "draft_prefilled": drafter.stats()["prefilled_per_call"],
@@ -136,8 +141,14 @@ def draft_rounds(cfg, checkpoint, draft_cfg, draft_checkpoint, k: int, new_token
         ours = statistics.median(x["tok_s"] for x in runs["spec"])
         base = statistics.median(x["tok_s"] for x in runs["plain"])
         last = runs["spec"][-1]
+        cpu = {m: statistics.median(x["cpu_ms_per_token"] for x in runs[m]) for m in runs}
+        best = {m: max(x["tok_s"] for x in runs[m]) for m in runs}     # the least disturbed round of each
         rows.append({"prompt": name, "prompt_tokens": len(ids), "plain_tok_s": round(base, 2),
                      "speculative_tok_s": round(ours, 2), "speed_up": round(ours / base, 2),
+                     "plain_cpu_ms_per_token": round(cpu["plain"], 2), "spec_cpu_ms_per_token": round(cpu["spec"], 2),
+                     "cpu_speed_up": round(cpu["plain"] / cpu["spec"], 2),
+                     "best_plain_tok_s": round(best["plain"], 2), "best_spec_tok_s": round(best["spec"], 2),
+                     "best_speed_up": round(best["spec"] / best["plain"], 2),
                      "acceptance": round(last["acceptance"], 3), "drafted": last["drafted"],
                      "decode_steps": last["steps"], "draft_calls": last["draft_calls"],
                      "draft_share": round(statistics.median(x["draft_share"] for x in runs["spec"]), 3),
@@ -157,12 +168,15 @@ def main_draft(args) -> int:
     after = os.getloadavg()
     print(f"speculative decoding with a draft model, k={args.draft_tokens}, greedy, {args.new_tokens} new tokens,"
           f" {args.rounds} alternated rounds, medians (load {before[0]:.1f} before, {after[0]:.1f} after):")
-    print("| prompt | tokens | plain tok/s | draft-model tok/s | speed-up | acceptance | decode steps |"
-          " draft share of decode time | draft prefill/call | identical |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| prompt | tokens | plain tok/s | draft-model tok/s | speed-up | best round plain → draft-model |"
+          " CPU ms/token plain → draft-model |"
+          " acceptance | decode steps | draft share of decode time | draft prefill/call | identical |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['prompt']}… | {r['prompt_tokens']} | {r['plain_tok_s']:.1f} | {r['speculative_tok_s']:.1f} |"
-              f" {r['speed_up']:.2f}× | {100 * r['acceptance']:.0f}% of {r['drafted']} |"
+              f" {r['speed_up']:.2f}× | {r['best_plain_tok_s']:.1f} → {r['best_spec_tok_s']:.1f}"
+              f" ({r['best_speed_up']:.2f}×) | {r['plain_cpu_ms_per_token']:.1f} → {r['spec_cpu_ms_per_token']:.1f}"
+              f" ({r['cpu_speed_up']:.2f}×) | {100 * r['acceptance']:.0f}% of {r['drafted']} |"
               f" {r['decode_steps']} | {100 * r['draft_share']:.0f}% | {r['draft_prefilled_per_call']:.1f} |"
               f" {r['identical']} |")
     if args.json:
