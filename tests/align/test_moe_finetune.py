@@ -6,7 +6,8 @@ initialisation at std 0.2 so that greedy decoding depends on every weight: train
 this small collapses to one repeated phrase (", and the LORD" after 150 steps), which two layouts would agree on
 even if the experts were mixed up. Then SFT (3 steps), DPO (2 steps from the SFT checkpoint) and GRPO (2 optimizer
 steps on one rollout, from the SFT checkpoint) run as `myllm finetune …` subprocesses; the objectives' code has
-no MoE special case (the fast test below reads it). Slow tier: six processes, ~90 s on the shared 2-core machine.
+no MoE special case (the fast test below reads it). Slow tier: six processes, 135 s on the shared 2-core machine
+at load ~5 (the tiny-data fixture included).
 """
 
 from __future__ import annotations
