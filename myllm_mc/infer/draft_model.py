@@ -1,8 +1,9 @@
 """Speculative decoding with a draft model: a smaller model of the same tokenizer guesses k tokens, the target checks
 them in one forward (`Generator._speculate`, `speculative.accept`).
 
+    draft_cfg = inference_config("configs/tiny.yaml", ["model.num_layers=1", "model.hidden_size=128", ...])
     target = load_generator(cfg, "runs/tiny/checkpoints", speculative=4,
-                            drafter=load_drafter(cfg, draft_cfg, "runs/tiny_draft/checkpoints"))
+                            drafter=load_drafter(cfg, draft_cfg, "runs/tiny_draft/checkpoints", 4))
 
 The draft drafts greedily (its argmax, k times): a deterministic guess is a point-mass proposal q = δ(d), for which
 `accept`'s rule (accept d with probability p(d), else draw from p without d) emits tokens distributed as the
@@ -14,6 +15,8 @@ The drafter owns a second `Generator` on the draft model, with its prefix cache 
 stored in whole 16-token blocks, and the next call (the same context plus the accepted tokens) reuses every whole
 block of it, so it prefills only the tail since the last block boundary (< 16 + the new tokens) and then decodes
 k - 1 tokens. `ModelDrafter.stats()` reports the calls, the draft time and the tokens prefilled per call.
+Measured (docs/benchmarks.md): it pays only where the draft is accepted often; on the CPU tiny preset a draft
+forward costs ~45 % of a target step (per-call overhead), so a step at k = 4 breaks even at ~60 % acceptance.
 
 Refused in one line before any weight is read (`check_draft`): a draft whose tokenizer is not the target's (the
 files' SHA-256, and the tokenizer the draft checkpoint recorded), or whose vocabulary is not; a draft at a layout
