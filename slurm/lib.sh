@@ -125,3 +125,23 @@ myllm_requeue_or_exit() {
     (( code == 0 )) && myllm_log "run finished"
     exit "$code"
 }
+
+# The pretraining job of pretrain_1b.sh and pretrain_moe.sh: myllm_pretrain CONFIG LABEL KNOBS OVERRIDE...
+# CKPT_DIR and the user's OVERRIDES join the script's own overrides; the config is checked in one process before
+# a single task starts on the GPUs (a bad override costs seconds, not a queue wait + startup), then every task
+# trains with --resume auto and the job requeues itself when the time runs out. LABEL goes in the log line, KNOBS
+# names the variables a user fixes when the check fails.
+myllm_pretrain() {
+    local config=$1 label=$2 knobs=$3 user_overrides
+    shift 3
+    local overrides=("$@")
+    [[ -n ${CKPT_DIR:-} ]] && overrides+=("checkpoint.dir=$CKPT_DIR")
+    read -r -a user_overrides <<< "${OVERRIDES:-}"
+    overrides+=("${user_overrides[@]}")
+    myllm_banner
+    myllm_log "config $config${label:+, $label}, overrides: ${overrides[*]}"
+    myllm_one "${MYLLM[@]}" config check "$config" --world-size "$(myllm_world_size)" --set "${overrides[@]}" \
+        || myllm_fail "config check failed for $config (message above) — fix $knobs and resubmit"
+    myllm_step --label "${MYLLM[@]}" train "$config" --resume auto --set "${overrides[@]}"
+    myllm_requeue_or_exit
+}

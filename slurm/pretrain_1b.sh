@@ -54,18 +54,5 @@ source "${MYLLM_HOME:-${SLURM_SUBMIT_DIR:-$PWD}}/slurm/lib.sh" 2>/dev/null || {
 myllm_init
 
 CONFIG=${CONFIG:-$MYLLM_HOME/configs/myllm_1b.yaml}
-WORLD=$(myllm_world_size)
 # the allocation decides the world size, so `sbatch --nodes=4` needs no edit of the config
-overrides=("parallel.world_size=$WORLD")
-[[ -n ${CKPT_DIR:-} ]] && overrides+=("checkpoint.dir=$CKPT_DIR")
-read -r -a user_overrides <<< "${OVERRIDES:-}"
-overrides+=("${user_overrides[@]}")
-
-myllm_banner
-myllm_log "config $CONFIG, overrides: ${overrides[*]}"
-# fail fast, before a single task starts on the GPUs: a bad override costs seconds, not a queue wait + startup
-myllm_one "${MYLLM[@]}" config check "$CONFIG" --world-size "$WORLD" --set "${overrides[@]}" \
-    || myllm_fail "config check failed for $CONFIG (message above) — fix CONFIG/OVERRIDES and resubmit"
-
-myllm_step --label "${MYLLM[@]}" train "$CONFIG" --resume auto --set "${overrides[@]}"
-myllm_requeue_or_exit
+myllm_pretrain "$CONFIG" "" "CONFIG/OVERRIDES" "parallel.world_size=$(myllm_world_size)"

@@ -66,17 +66,7 @@ CONFIG=${CONFIG:-$MYLLM_HOME/configs/myllm_moe.yaml}
 WORLD=$(myllm_world_size)
 PER_NODE=${SLURM_NTASKS_PER_NODE:-8}
 EP=${EP:-${PER_NODE%%(*}}                 # one node's tasks (Slurm may write "8(x4)")
-# the allocation decides the world size and the expert-parallel size, so `sbatch --nodes=4` needs no edit
-overrides=("parallel.world_size=$WORLD" "parallel.expert=$EP")
-[[ -n ${CKPT_DIR:-} ]] && overrides+=("checkpoint.dir=$CKPT_DIR")
-read -r -a user_overrides <<< "${OVERRIDES:-}"
-overrides+=("${user_overrides[@]}")
-
-myllm_banner
-myllm_log "config $CONFIG, expert parallelism $EP of $WORLD tasks, overrides: ${overrides[*]}"
-# fail fast, before a single task starts on the GPUs: an EP that does not divide the experts, a bad override
-myllm_one "${MYLLM[@]}" config check "$CONFIG" --world-size "$WORLD" --set "${overrides[@]}" \
-    || myllm_fail "config check failed for $CONFIG (message above) — fix CONFIG/EP/OVERRIDES and resubmit"
-
-myllm_step --label "${MYLLM[@]}" train "$CONFIG" --resume auto --set "${overrides[@]}"
-myllm_requeue_or_exit
+# the allocation decides the world size and the expert-parallel size, so `sbatch --nodes=4` needs no edit; the
+# check refuses an EP that does not divide the experts before any task starts
+myllm_pretrain "$CONFIG" "expert parallelism $EP of $WORLD tasks" "CONFIG/EP/OVERRIDES" \
+    "parallel.world_size=$WORLD" "parallel.expert=$EP"
