@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from myllm_mc.evaluate.lm_eval_run import BATCH_SIZE, LmEvalRun, training_metrics
+from myllm_mc.parallel.hardware import cuda_available
 
 from .task_eval import ScheduledEvaluation
 
@@ -31,7 +32,7 @@ from .task_eval import ScheduledEvaluation
 def kept_random_state():
     """Python, NumPy, torch CPU (and CUDA) generator states restored on exit."""
     states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    cuda = torch.cuda.get_rng_state_all() if cuda_available() else None
     try:
         yield
     finally:
