@@ -33,7 +33,7 @@ STAGES = [
     ("generate", "myllm_mc.infer.generate_cli:main", "prefill + decode with a KV cache, sampling"),
     ("chat", "myllm_mc.infer.chat_cli:main", "talk to a checkpoint in the terminal (chat template, streaming)"),
     ("export", "myllm_mc.interop.export_cli:main", "convert checkpoints (HF safetensors, GGUF), quantize"),
-    ("import", "myllm_mc.interop.import_cli:main", "import HF safetensors or GGUF models (Llama, Mistral, Qwen2, Qwen3) as config + checkpoint"),
+    ("import", "myllm_mc.interop.import_cli:main", "import HF safetensors or GGUF models (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, Mixtral) as config + checkpoint"),
     ("serve", "myllm_mc.serve.cli:main", "a local HTTP server for generation"),
     ("benchmark", "myllm_mc.bench.cli:main", "measure tokens/s and MFU of a layout, sweep layouts"),
 ]
