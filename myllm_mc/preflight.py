@@ -145,8 +145,8 @@ def check_inputs(cfg: Config, warn=None) -> None:
 def compile_summary(cfg: Config) -> str:
     """What `model.compile` means for a CPU pretraining run of `cfg`, and why (plan/compile_choice.py). CPU: asking
     torch whether this machine has a GPU would make `myllm config` import it; auto is off on GPUs."""
-    from myllm_mc.plan.compile_choice import compile_choice
-    on, why = compile_choice(cfg, "local" if cfg.model.spec == "auto" else cfg.model.spec, cuda=False)
+    from myllm_mc.plan.compile_choice import cpu_compile_choice
+    on, why = cpu_compile_choice(cfg)
     return f"{'on' if on else 'off'} for a CPU pretraining run ({why})"
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from myllm_mc.bench.baseline_torch import run_torch_baseline  # noqa: E402
 from myllm_mc.bench.measure import bench_overrides, compile_override, run_benchmark  # noqa: E402
-from myllm_mc.bench.synthetic import synthetic_overrides  # noqa: E402
+from myllm_mc.bench.synthetic import run_tokens, synthetic_overrides  # noqa: E402
 from myllm_mc.config import load  # noqa: E402
 from myllm_mc.parallel.state import destroy  # noqa: E402
 
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/benchmark")
     args = parser.parse_args(argv)
     base = load(args.config, args.overrides, world_size=1)
-    tokens = (args.warmup + args.steps) * base.training.global_batch_size * (base.model.seq_length + 1)
+    tokens = run_tokens(base, args.warmup + args.steps)
     overrides = (list(args.overrides) + synthetic_overrides(args.out, base.model.vocab_size, tokens)
                  + compile_override(base) + bench_overrides(args.warmup, args.steps, tempfile.mkdtemp()))
     variants = {}

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from myllm_mc.bench.measure import bench_overrides  # noqa: E402
-from myllm_mc.bench.synthetic import synthetic_overrides  # noqa: E402
+from myllm_mc.bench.synthetic import run_tokens, synthetic_overrides  # noqa: E402
 from myllm_mc.config import load  # noqa: E402
 from myllm_mc.parallel.state import destroy  # noqa: E402
 from myllm_mc.train.callbacks import Callback  # noqa: E402
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     base = load(args.config, args.overrides, world_size=1)
     steps = args.step + 1
-    tokens = steps * base.training.global_batch_size * (base.model.seq_length + 1)
+    tokens = run_tokens(base, steps)
     cfg = load(args.config, list(args.overrides) + synthetic_overrides(args.out, base.model.vocab_size, tokens)
                + bench_overrides(0, steps, tempfile.mkdtemp()), world_size=1)
     probe = StepProfile(args.step)

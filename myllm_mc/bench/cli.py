@@ -42,7 +42,7 @@ from .measure import bench_overrides, compile_override, layout_label
 from .megatron_lm import run_megatron_lm
 from .report import best_layout, format_run, mark_fits, plot_sweep, relative_rounds, relative_to_first, write_tables
 from .sweep import parse_sweep, plan_sweep
-from .synthetic import synthetic_overrides
+from .synthetic import run_tokens, synthetic_overrides
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,7 +105,7 @@ def _run_specs(args, plan, out: Path) -> list:
     if args.synthetic_data:
         needed = {}
         for _, cfg in plan.runs:
-            tokens = (args.warmup + args.steps) * cfg.training.global_batch_size * (cfg.model.seq_length + 1)
+            tokens = run_tokens(cfg, args.warmup + args.steps)
             needed[cfg.model.vocab_size] = max(needed.get(cfg.model.vocab_size, 0), tokens)
         data = {vocab: synthetic_overrides(out, vocab, tokens) for vocab, tokens in needed.items()}
     return [{"swept": swept,

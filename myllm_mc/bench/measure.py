@@ -18,7 +18,7 @@ from typing import List, Sequence
 
 from myllm_mc.config import Config
 from myllm_mc.parallel.hardware import cuda_available  # imports torch when called: only for a run auto compiles
-from myllm_mc.plan.compile_choice import compile_choice
+from myllm_mc.plan.compile_choice import cpu_compile_choice
 from myllm_mc.plan.cpu_memory import cpu_memory_per_process
 from myllm_mc.plan.memory import memory_per_gpu
 from myllm_mc.train.metrics import flops_per_step as step_flops  # the same count as training metrics
@@ -40,7 +40,7 @@ def compile_override(cfg: Config) -> List[str]:
     benchmark's few steps, and pinned as an explicit override: the benchmark times the step that run would take."""
     if cfg.model.compile != "auto":
         return []
-    on = compile_choice(cfg, "local" if cfg.model.spec == "auto" else cfg.model.spec, cuda=False)[0]
+    on = cpu_compile_choice(cfg)[0]
     return [f"model.compile={'true' if on and not cuda_available() else 'false'}"]   # auto is off on GPUs
 
 

@@ -22,6 +22,12 @@ MAX_TOKENS = 8_000_000
 DOCUMENT_TOKENS = 4096
 
 
+
+def run_tokens(cfg, steps: int) -> int:
+    """Tokens `steps` optimizer steps of `cfg` read (each sample is seq_length + 1 tokens: inputs and the shifted
+    labels): how much synthetic data a benchmark of that many steps needs."""
+    return steps * cfg.training.global_batch_size * (cfg.model.seq_length + 1)
+
 def write_tokenizer(path: Path, vocab_size: int) -> Path:
     """A word-level tokenizer.json with exactly `vocab_size` ids, the special tokens first (ids 0..3)."""
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}

@@ -4,6 +4,7 @@ comparison table, or (training) into the `[valid]` rows as `lm_eval/<task>/<metr
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -56,11 +57,19 @@ def training_lm_eval(cfg) -> Optional[LmEvalRun]:
         raise ConfigError(f"training.eval_lm_eval_limit {t.eval_lm_eval_limit:g} is not positive — fix: a number of"
                           " documents per task (e.g. 50), a share below 1, or null for all")
     try:
-        manager, names = checked_tasks(",".join(str(n) for n in t.eval_lm_eval))
+        manager, names = _checked_for_training(",".join(str(n) for n in t.eval_lm_eval))
     except LmEvalError as err:
         own = "; a folder of your own YAMLs goes in with --lm-eval-path DIR"     # a `myllm eval` flag only
         raise ConfigError(f"training.eval_lm_eval: {str(err).replace(own, '')}") from None
     return LmEvalRun(manager, names, t.eval_lm_eval_limit)
+
+
+@functools.lru_cache(maxsize=4)
+def _checked_for_training(names: str):
+    """`checked_tasks` once per process for a list of names: `myllm train` checks the list before training and the
+    callback then needs the same TaskManager (building one indexes every task YAML: seconds with lm_eval's own).
+    A failed check raises and is not cached; a manager is reused across evaluations anyway (the callback's)."""
+    return checked_tasks(names)
 
 
 def training_metrics(figures: dict) -> Dict[str, float]:

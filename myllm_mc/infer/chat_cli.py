@@ -19,6 +19,7 @@ from myllm_mc.parallel.launch import launcher_world_size
 
 from .generate_cli import add_sampling_arguments, draft_config, sampling_from
 from .loader import inference_config, load_generator, load_tokenizer, resolve_checkpoint
+from .numbers import speculation_note
 from .sampling import GenerationError
 
 PROMPT = "you> "
@@ -120,8 +121,7 @@ def main(argv) -> int:
         reply, completion = _reply(gen, ids, params)
         history.append({"role": "assistant", "content": reply})
         if completion is not None:
-            drafts = (f" · speculative {100 * gen.stats.acceptance_rate:.0f}% of {gen.stats.drafted_tokens} drafts"
-                      " accepted" if gen.stats.drafted_tokens else "")
+            drafts = speculation_note(gen.stats.drafted_tokens, gen.stats.acceptance_rate)
             print(f"  [{completion.completion_tokens} tokens · {completion.decode_tokens_per_s:.1f} tok/s ·"
                   f" first token {completion.time_to_first_token_s * 1e3:.0f} ms · context {len(ids)}/{gen.max_seq}"
                   f" · {completion.cached_tokens} cached{drafts}]")

@@ -90,7 +90,7 @@ class Generator:
 
     def __init__(self, model, tokenizer, model_cfg, max_batch_size: int = 8, max_seq_length: Optional[int] = None,
                  seed: Optional[int] = None, forward: str = "auto", prefix_cache_mib: float = 0.0,
-                 speculative: int = 0, drafter: Drafter = prompt_lookup):
+                 speculative: int = 0, drafter: Optional[Drafter] = None):
         # megatron-core (seconds to import) on use: `myllm generate|chat|eval --help` and their input checks import
         # this package
         from megatron.core import parallel_state as ps
@@ -127,7 +127,7 @@ class Generator:
         # draft tokens per decode step of a lone request (speculative.py); one process per pipeline (the accepted
         # count would have to cross stages)
         self.speculative = speculative if self.pipeline == 1 else 0
-        self.drafter = drafter
+        self.drafter = prompt_lookup if drafter is None else drafter     # or a draft model (draft_model.py)
         self.base_seed = _agreed_seed() if seed is None else seed
         self.queue: List[RequestState] = []
         self.live: List[RequestState] = []                    # aligned with the cache rows

@@ -93,4 +93,4 @@ def load_generator(cfg, checkpoint, max_batch_size: int = 8, max_seq_length: Opt
                               " — fix: use the tokenizer the model was trained with (data.tokenizer)")
     return Generator(model, tokenizer, cfg.model, max_batch_size=max_batch_size, max_seq_length=max_seq_length,
                      seed=seed, forward=forward, prefix_cache_mib=prefix_cache_mib, speculative=speculative,
-                     **({"drafter": drafter} if drafter is not None else {}))
+                     drafter=drafter)

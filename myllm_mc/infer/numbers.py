@@ -70,8 +70,12 @@ class RunNumbers:
                 f" {100 * self.bound_ratio:.0f}% of it)"
                 + (f" · prefix cache {self.prefix_reused_tokens:,} prompt tokens reused" if self.prefix_reused_tokens
                    else "")
-                + (f" · speculative {100 * self.acceptance_rate:.0f}% of {self.drafted_tokens:,} drafts accepted"
-                   if self.drafted_tokens else ""))
+                + speculation_note(self.drafted_tokens, self.acceptance_rate))
+
+
+def speculation_note(drafted: int, acceptance_rate: float) -> str:
+    """" · speculative A% of N drafts accepted" (empty without drafts): the numbers line's and chat's."""
+    return f" · speculative {100 * acceptance_rate:.0f}% of {drafted:,} drafts accepted" if drafted else ""
 
 
 def _mib(n: int) -> str:

@@ -1,5 +1,5 @@
 """What `model.compile: auto` resolves to, and why: one function that the model builder, `myllm config show` and
-`myllm plan` all call, so the three never disagree.
+`myllm benchmark` all call, so the three never disagree.
 
 auto compiles each transformer layer (`torch.compile`, see model/build.py) only where that is verified and pays:
 - verified: the layout tests/model/test_compile.py checks against eager (pretraining in one process: tensor,
@@ -59,3 +59,9 @@ def compile_choice(cfg: Config, spec: str = "local", cuda: bool = False, pretrai
                        " the compilation would cost more than it saves")
     return True, (f"auto: on — verified layout, {flops / 1e12:.3g}e12 model FLOPs ≥ {AUTO_MIN_FLOPS / 1e12:.0f}e12"
                   " amortise the compilation")
+
+
+def cpu_compile_choice(cfg: Config) -> Tuple[bool, str]:
+    """`compile_choice` for a CPU pretraining run of `cfg` (spec auto is the local spec there), decided without
+    asking torch for a GPU: what `myllm config show` prints and the benchmark pins (auto is off on GPUs)."""
+    return compile_choice(cfg, "local" if cfg.model.spec == "auto" else cfg.model.spec, cuda=False)
